@@ -1,0 +1,39 @@
+# One venv for everything; `make test` also installs the system packages the tests compare against.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install sysdeps run test bench lint ext clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Debian's auditd (auditctl, ausearch, ausyscall) is the reference the tests compare against;
+# gcc builds the benchmark's storm generator. Installed only where missing.
+sysdeps:
+	@command -v auditctl >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq auditd gcc >/dev/null; \
+	  else echo "sysdeps: auditd/gcc missing and cannot apt-get install them (need root on Debian)"; fi; }
+
+run: install
+	$(BIN)/osquery-audit-ext shell
+
+test: install sysdeps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install sysdeps
+	$(BIN)/python -m osquery_audit_ext.bench
+
+lint: install
+	$(BIN)/ruff check osquery_audit_ext tests scripts
+	$(BIN)/ruff format --check osquery_audit_ext tests scripts
+
+clean:
+	rm -rf $(VENV) build dist *.ext
