@@ -16,7 +16,13 @@ from ._toml import toml
 # osquery's ColumnOptions bitmask (osquery/core/tables.h).
 OPTION_BITS = {"index": 1, "required": 2, "additional": 4, "optimized": 8, "hidden": 16}
 # osquery's TableAttributes bitmask.
-ATTRIBUTE_BITS = {"utility": 1, "system": 2, "event_based": 4, "cacheable": 8, "kernel_required": 16}
+ATTRIBUTE_BITS = {
+    "utility": 1,
+    "system": 2,
+    "event_based": 4,
+    "cacheable": 8,
+    "kernel_required": 16,
+}
 COLUMN_TYPES = ("TEXT", "INTEGER", "BIGINT", "UNSIGNED_BIGINT", "DOUBLE", "BLOB")
 
 

@@ -63,11 +63,20 @@ def test_fleet_yaml_logging_modes():
         ('{"queries": {}}', "must be a non-empty object"),
         ('{"querys": {"a": {"query": "SELECT 1"}}}', "unknown pack key 'querys'"),
         ('{"queries": {"a": {"query": "SELECT 1", "intervall": 5}}}', "unknown key 'intervall'"),
-        ('{"queries": {"a": {"query": "SELECT 1", "interval": "soon"}}}', "interval must be an integer"),
+        (
+            '{"queries": {"a": {"query": "SELECT 1", "interval": "soon"}}}',
+            "interval must be an integer",
+        ),
         ('{"queries": {"a": {"query": "SELECT 1", "interval": 0}}}', "outside 1..604800"),
         ('{"queries": {"a": {"interval": 5}}}', "needs a non-empty 'query'"),
-        ('{"queries": {"a": {"query": "SELECT 1", "snapshot": "yes"}}}', "snapshot must be true or false"),
-        ('{"platform": "beos", "queries": {"a": {"query": "SELECT 1"}}}', "unknown platform 'beos'"),
+        (
+            '{"queries": {"a": {"query": "SELECT 1", "snapshot": "yes"}}}',
+            "snapshot must be true or false",
+        ),
+        (
+            '{"platform": "beos", "queries": {"a": {"query": "SELECT 1"}}}',
+            "unknown platform 'beos'",
+        ),
     ],
 )
 def test_bad_packs_name_the_problem(text, problem):

@@ -1,0 +1,303 @@
+"""The data plane against the real kernel: known execve and socket calls appear exactly.
+
+Each test runs the whole pipeline in-process (reader -> records -> events -> rows -> ring)
+with its own rule key, and the service restores the kernel's rules and settings on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from osquery_audit_ext.service import AuditService
+from osquery_audit_ext.settings import EventSettings, ReaderSettings, Settings
+from osquery_audit_ext.tablespec import load_spec
+
+pytestmark = pytest.mark.kernel
+
+PROCESS_COLUMNS = load_spec("process_events").column_names
+SOCKET_COLUMNS = load_spec("socket_events").column_names
+TRUE = shutil.which("true") or "/bin/true"
+
+# Arguments that break other tools: >10 of them, a 20,000-byte one, empty ones, spaces,
+# quotes, newlines and bytes that are not ASCII (nor UTF-8).
+ODD_ARGV: list[bytes] = [
+    TRUE.encode(),
+    b"",
+    b"two words",
+    b'"quoted"',
+    b"it's",
+    b"line\nbreak",
+    b"tab\there",
+    "caf\u00e9".encode(),
+    b"\xff\xfe raw",
+    b"x" * 20000,
+    b"",
+    *[f"arg{i}".encode() for i in range(11, 16)],
+]
+
+
+def wait_rows(ring, columns, pids, predicate, timeout=15.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [dict(zip(columns, r)) for r in ring.query(pids=set(pids))]
+        found = [r for r in rows if predicate(r)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def start_service(key: str, **events: bool) -> AuditService:
+    settings = Settings(
+        key=key,
+        events=EventSettings(**events),
+        reader=ReaderSettings(event_timeout=1.0, pid_check_interval=1.0),
+    )
+    service = AuditService(settings)
+    service.start()
+    return service
+
+
+@pytest.fixture
+def process_service(kernel) -> Iterator[AuditService]:
+    service = start_service(f"oaetest_proc_{os.getpid()}", process=True)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def socket_service(kernel) -> Iterator[AuditService]:
+    service = start_service(
+        f"oaetest_sock_{os.getpid()}",
+        process=False,
+        sockets=True,
+        socket_unix=True,
+        socket_failed=True,
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def run_argv(argv: list[bytes]) -> int:
+    proc = subprocess.Popen(argv, executable=argv[0], stdout=subprocess.DEVNULL)
+    proc.wait()
+    return proc.pid
+
+
+def expected_argv_json(argv: list[bytes]) -> list[str]:
+    return [os.fsdecode(a) for a in argv]
+
+
+def test_execve_argv_is_exact(process_service):
+    pid = run_argv(ODD_ARGV)
+    rows = wait_rows(
+        process_service.process_ring, PROCESS_COLUMNS, [pid], lambda r: r["syscall"] == "execve"
+    )
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert json.loads(row["argv"]) == expected_argv_json(ODD_ARGV)
+    assert row["path"] == TRUE
+    assert row["cwd"] == os.getcwd()
+    assert row["parent"] == os.getpid()
+    assert row["uid"] == os.getuid() and row["euid"] == os.geteuid()
+    assert row["success"] == 1 and row["exit"] == 0
+    assert row["arch"] == "b64"
+    assert row["key"] == process_service.settings.key
+    assert abs(row["time"] - time.time()) < 60
+    # cmdline keeps argv order past 10 arguments: osquery sorts a0, a1, a10, a2 ...
+    assert row["cmdline"].index("arg11") < row["cmdline"].index("arg15")
+    assert row["cmdline"].startswith(TRUE + " ")
+    assert row["cmdline_size"] == len(row["cmdline"].encode("utf-8", "surrogateescape"))
+
+
+def test_many_execs_none_lost(process_service):
+    pids = [run_argv([TRUE.encode(), f"n{i}".encode()]) for i in range(50)]
+    rows = wait_rows(
+        process_service.process_ring,
+        PROCESS_COLUMNS,
+        pids,
+        lambda r: r["syscall"] == "execve",
+    )
+    deadline = time.monotonic() + 10
+    while len(rows) < len(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        rows = [
+            dict(zip(PROCESS_COLUMNS, r))
+            for r in process_service.process_ring.query(pids=set(pids))
+        ]
+    assert sorted(r["pid"] for r in rows) == sorted(pids)
+    assert {json.loads(r["argv"])[1] for r in rows} == {f"n{i}" for i in range(50)}
+
+
+def build_32bit_exec(tmp: Path) -> Path | None:
+    source = tmp / "exec32.c"
+    source.write_text(
+        '#include <unistd.h>\nint main(void){char *a[]={"/bin/true","b32","a r g",0};'
+        "char *e[]={0};execve(a[0],a,e);return 1;}\n"
+    )
+    binary = tmp / "exec32"
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    done = subprocess.run([gcc, "-m32", "-o", str(binary), str(source)], capture_output=True)
+    return binary if done.returncode == 0 else None
+
+
+def test_32bit_execve_is_seen(process_service, tmp_path):
+    binary = build_32bit_exec(tmp_path)
+    if binary is None:
+        pytest.skip("cannot build a 32-bit program here (gcc-multilib missing)")
+    proc = subprocess.run([str(binary)])
+    assert proc.returncode == 0
+    rows = wait_rows(
+        process_service.process_ring,
+        PROCESS_COLUMNS,
+        [],
+        lambda r: r["arch"] == "b32" and json.loads(r["argv"]) == ["/bin/true", "b32", "a r g"],
+    )
+    assert rows and rows[0]["syscall"] == "execve"
+
+
+def socket_rows(service, predicate) -> list[dict]:
+    return wait_rows(service.socket_ring, SOCKET_COLUMNS, [os.getpid()], predicate)
+
+
+def tcp_roundtrip(family: int, host: str) -> tuple[int, int, int, int]:
+    """bind + listen, connect, accept; returns (listen fd, port, client fd, client port)."""
+    server = socket.socket(family, socket.SOCK_STREAM)
+    client = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        server.bind((host, 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        client.connect((host, port))
+        conn, _ = server.accept()
+        conn.close()
+        return server.fileno(), port, client.fileno(), client.getsockname()[1]
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("family", "host", "family_id"),
+    [(socket.AF_INET, "127.0.0.1", 2), (socket.AF_INET6, "::1", 10)],
+)
+def test_tcp_bind_connect_accept(socket_service, family, host, family_id):
+    server_fd, port, client_fd, client_port = tcp_roundtrip(family, host)
+    binds = socket_rows(socket_service, lambda r: r["action"] == "bind" and r["local_port"] == port)
+    assert binds, "bind not seen"
+    bind = binds[0]
+    assert bind["local_address"] == host and bind["family"] == family_id
+    assert bind["fd"] == str(server_fd) and bind["status"] == "succeeded"
+    connects = socket_rows(
+        socket_service, lambda r: r["action"] == "connect" and r["remote_port"] == port
+    )
+    assert connects, "connect not seen"
+    assert connects[0]["remote_address"] == host and connects[0]["fd"] == str(client_fd)
+    accepts = socket_rows(
+        socket_service, lambda r: r["action"] == "accept" and r["remote_port"] == client_port
+    )
+    assert accepts, "accept not seen"
+    assert accepts[0]["remote_address"] == host and accepts[0]["status"] == "succeeded"
+
+
+def test_refused_connect_is_failed(socket_service):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nobody listens there now
+    client = socket.socket()
+    with pytest.raises(ConnectionRefusedError):
+        client.connect(("127.0.0.1", port))
+    client.close()
+    rows = socket_rows(socket_service, lambda r: r["remote_port"] == port)
+    assert rows and rows[0]["status"] == "failed" and rows[0]["success"] == 0
+    assert rows[0]["exit"] == -111
+
+
+def test_nonblocking_connect_in_progress(socket_service):
+    server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    server.bind(("::1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    client = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    client.setblocking(False)
+    rc = client.connect_ex(("::1", port))
+    client.close()
+    server.close()
+    rows = socket_rows(
+        socket_service, lambda r: r["action"] == "connect" and r["remote_port"] == port
+    )
+    assert rows
+    expected = "in_progress" if rc == 115 else "succeeded"
+    assert rows[0]["status"] == expected
+
+
+def test_unix_path_and_abstract(socket_service):
+    with tempfile.TemporaryDirectory(prefix="oae") as tmp:
+        path = os.path.join(tmp, "s.sock")
+        abstract = f"\0oaetest-abstract-{os.getpid()}"
+        for address, shown in ((path, path), (abstract, "@" + abstract[1:])):
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(address)
+            server.listen(1)
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(address)
+            client.close()
+            server.close()
+            binds = socket_rows(
+                socket_service, lambda r, s=shown: r["action"] == "bind" and r["socket"] == s
+            )
+            assert binds and binds[0]["family"] == 1, shown
+            connects = socket_rows(
+                socket_service, lambda r, s=shown: r["action"] == "connect" and r["socket"] == s
+            )
+            assert connects, shown
+
+
+def test_beside_auditd_nothing_lost(kernel):
+    from osquery_audit_ext.bench.auditd import PrivateAuditd
+
+    if shutil.which("auditd") is None:
+        pytest.skip("Debian's auditd is not installed")
+    auditd = PrivateAuditd()
+    try:
+        with auditd:
+            service = start_service(f"oaetest_beside_{os.getpid()}", process=True)
+            try:
+                assert service.reader.stats.mode == "multicast"
+                assert "auditd" in service.reader.stats.mode_reason
+                pids = [run_argv([TRUE.encode(), f"m{i}".encode()]) for i in range(40)]
+                deadline = time.monotonic() + 15
+                seen: set[int] = set()
+                while seen != set(pids) and time.monotonic() < deadline:
+                    rows = service.process_ring.query(pids=set(pids))
+                    seen = {dict(zip(PROCESS_COLUMNS, r))["pid"] for r in rows}
+                    time.sleep(0.2)
+                assert seen == set(pids)
+            finally:
+                service.stop()
+            # auditd, the unicast consumer, still got every event.
+            deadline = time.monotonic() + 10
+            missing = set(pids)
+            while missing and time.monotonic() < deadline:
+                logged = "\n".join(auditd.log_lines())
+                missing = {p for p in pids if f" pid={p} " not in logged}
+                time.sleep(0.2)
+            assert not missing
+    finally:
+        auditd.cleanup()
