@@ -1,0 +1,84 @@
+"""Shared test plumbing: the kernel-audit skip check and an auditctl runner.
+
+Kernel audit state is global to the machine and other test runs share it: tests marked
+`kernel` restore what they change and only touch rules carrying their own unique key.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import shutil
+import socket
+import subprocess
+from typing import Callable
+
+import pytest
+
+NETLINK_AUDIT = 9
+
+
+def auditctl_path() -> str | None:
+    return shutil.which("auditctl") or (
+        "/usr/sbin/auditctl" if os.access("/usr/sbin/auditctl", os.X_OK) else None
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_audit_available() -> str | None:
+    """None when kernel audit tests can run here, else the reason they cannot."""
+    if os.geteuid() != 0:
+        return "kernel audit tests need root"
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_AUDIT)
+    except OSError as exc:
+        if exc.errno in (errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT, errno.ECONNREFUSED):
+            return f"no kernel audit netlink socket ({os.strerror(exc.errno)})"
+        return f"cannot open the audit netlink socket: {exc}"
+    try:
+        sock.bind((0, 0))
+    except OSError as exc:
+        return f"cannot bind the audit netlink socket: {exc}"
+    finally:
+        sock.close()
+    if auditctl_path() is None:
+        return "auditctl is not installed (Debian package auditd)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = kernel_audit_available()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "kernel" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def kernel() -> None:
+    """Skip unless root with kernel audit netlink and auditctl."""
+    reason = kernel_audit_available()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def run_auditctl(*args: str) -> str:
+    """Run auditctl with args; return stdout, raise RuntimeError with its stderr on failure."""
+    path = auditctl_path()
+    if path is None:
+        raise RuntimeError("auditctl is not installed")
+    proc = subprocess.run([path, *args], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"auditctl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
+        )
+    return proc.stdout
+
+
+@pytest.fixture
+def auditctl(kernel: None) -> Callable[..., str]:
+    """A function running auditctl: auditctl("-s") -> stdout; raises with stderr on failure."""
+    return run_auditctl
