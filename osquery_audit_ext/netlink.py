@@ -1,0 +1,332 @@
+"""The audit netlink transport: one NETLINK_AUDIT socket, control requests and event records.
+
+Control requests are matched to their replies by sequence number; audit event records that
+arrive in between are kept (never lost) and handed out first by `recv()`, the reader's hot
+path. Kernel errors become the errors.py exceptions a user can act on.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import threading
+import time
+from collections import deque
+
+from .errors import (
+    AuditExtError,
+    AuditPermissionError,
+    AuditPidTaken,
+    AuditProtocolError,
+    AuditRuleRejected,
+    AuditUnavailable,
+    ConfigError,
+)
+
+NETLINK_AUDIT = 9
+AUDIT_NLGRP_READLOG = 1  # multicast group of the read-only record copy (CAP_AUDIT_READ)
+
+# netlink message types and flags
+NLMSG_NOOP = 1
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLMSG_OVERRUN = 4
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+
+# audit control message types
+AUDIT_GET = 1000
+AUDIT_SET = 1001
+AUDIT_SIGNAL_INFO = 1010
+AUDIT_ADD_RULE = 1011
+AUDIT_DEL_RULE = 1012
+AUDIT_LIST_RULES = 1013
+AUDIT_SET_FEATURE = 1018
+AUDIT_GET_FEATURE = 1019
+AUDIT_FIRST_USER_MSG = 1100  # types from here on are audit records, not control replies
+
+MESSAGE_NAMES = {
+    AUDIT_GET: "AUDIT_GET",
+    AUDIT_SET: "AUDIT_SET",
+    AUDIT_SIGNAL_INFO: "AUDIT_SIGNAL_INFO",
+    AUDIT_ADD_RULE: "AUDIT_ADD_RULE",
+    AUDIT_DEL_RULE: "AUDIT_DEL_RULE",
+    AUDIT_LIST_RULES: "AUDIT_LIST_RULES",
+    AUDIT_SET_FEATURE: "AUDIT_SET_FEATURE",
+    AUDIT_GET_FEATURE: "AUDIT_GET_FEATURE",
+}
+# Requests answered by exactly one reply message (besides the ack).
+SINGLE_REPLY = frozenset({AUDIT_GET, AUDIT_GET_FEATURE, AUDIT_SIGNAL_INFO})
+# Requests answered by a stream of replies ending with NLMSG_DONE.
+MULTI_REPLY = frozenset({AUDIT_LIST_RULES})
+
+NLMSG_HDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid (host byte order)
+NLMSG_HDRLEN = NLMSG_HDR.size
+NLMSG_ERRNO = struct.Struct("=i")
+MAX_ERRNO = 4095  # acks carry -errno; anything below -MAX_ERRNO is a wrapped u32 value
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+RECV_BUFFER_SIZE = 1 << 18  # an audit record is at most ~9 KB; rule replies can be larger
+
+UNAVAILABLE_ERRNOS = (errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT, errno.ECONNREFUSED)
+UNAVAILABLE_MESSAGE = (
+    "kernel audit is not available: not compiled in, "
+    "or not in the host network namespace (containers)"
+)
+
+
+def nlmsg_align(length: int) -> int:
+    return (length + 3) & ~3
+
+
+def encode_message(msg_type: int, flags: int, seq: int, payload: bytes = b"") -> bytes:
+    """One netlink message: header (len counts header and payload) then the payload."""
+    return NLMSG_HDR.pack(NLMSG_HDRLEN + len(payload), msg_type, flags, seq, 0) + payload
+
+
+def split_messages(data: bytes | memoryview) -> list[tuple[int, int, int, bytes]]:
+    """The (type, flags, seq, payload) of each NLMSG_ALIGN'd message in a reply datagram."""
+    messages = []
+    offset = 0
+    end = len(data)
+    while end - offset >= NLMSG_HDRLEN:
+        length, msg_type, flags, seq, _pid = NLMSG_HDR.unpack_from(data, offset)
+        if length < NLMSG_HDRLEN or offset + length > end:
+            raise AuditProtocolError(
+                f"malformed netlink message: length {length} at offset {offset} "
+                f"of a {end}-byte datagram"
+            )
+        messages.append(
+            (msg_type, flags, seq, bytes(data[offset + NLMSG_HDRLEN : offset + length]))
+        )
+        offset += nlmsg_align(length)
+    return messages
+
+
+def is_control_reply(msg_type: int) -> bool:
+    return msg_type < AUDIT_FIRST_USER_MSG
+
+
+def kernel_error(msg_type: int, err: int) -> AuditExtError:
+    """The exception for errno `err` the kernel acked to a request of msg_type.
+
+    The errno is kept on the exception as `kernel_errno` for callers that must tell
+    cases apart (an old kernel's EINVAL for an unknown request type, say).
+    """
+    exc = _kernel_error(msg_type, err)
+    exc.kernel_errno = err  # type: ignore[attr-defined]
+    return exc
+
+
+def _kernel_error(msg_type: int, err: int) -> AuditExtError:
+    name = MESSAGE_NAMES.get(msg_type, str(msg_type))
+    reason = os.strerror(err)
+    if msg_type == AUDIT_SET:
+        if err == errno.EEXIST:
+            return AuditPidTaken("another process is registered as the audit daemon (audit pid)")
+        if err == errno.EACCES:
+            return AuditPidTaken("only the registered audit daemon can clear the audit pid")
+        if err == errno.EINVAL:
+            return ConfigError(f"the kernel rejected the audit setting ({reason})")
+    if err in (errno.EPERM, errno.EACCES):
+        return AuditPermissionError(f"{name} refused ({reason}): needs root / CAP_AUDIT_CONTROL")
+    if msg_type in (AUDIT_ADD_RULE, AUDIT_DEL_RULE):
+        if msg_type == AUDIT_ADD_RULE and err == errno.EEXIST:
+            return AuditRuleRejected("rule exists")
+        if msg_type == AUDIT_DEL_RULE and err == errno.ENOENT:
+            return AuditRuleRejected("no such rule")
+        return AuditRuleRejected(f"the kernel rejected the rule ({reason})")
+    if err in UNAVAILABLE_ERRNOS:
+        return AuditUnavailable(UNAVAILABLE_MESSAGE)
+    return AuditExtError(f"{name} failed: {reason}")
+
+
+def socket_error(exc: OSError, *, multicast: bool) -> AuditExtError:
+    if exc.errno in UNAVAILABLE_ERRNOS:
+        return AuditUnavailable(UNAVAILABLE_MESSAGE)
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        if multicast:
+            return AuditPermissionError(
+                "reading the audit multicast group needs root with CAP_AUDIT_READ"
+            )
+        return AuditPermissionError("audit control needs root with CAP_AUDIT_CONTROL")
+    return AuditExtError(f"audit netlink socket: {exc.strerror or exc}")
+
+
+class AuditNetlink:
+    """One audit netlink socket: unicast (groups 0) or bound to the read-only multicast group.
+
+    `request()` may be called from several threads; `recv()` belongs to one reader thread and
+    must not run while that same socket is inside `request()` on another thread.
+    """
+
+    def __init__(self, *, multicast: bool = False, rcvbuf: int | None = None) -> None:
+        self.multicast = multicast
+        self.enobufs = 0  # receive-buffer overruns seen (events the kernel dropped for us)
+        self.pending: deque[tuple[int, bytes]] = deque()  # events read while awaiting a reply
+        self._seq = int(time.time()) & 0xFFFF  # any start works; differs between runs
+        self._lock = threading.Lock()
+        self._buffer = bytearray(RECV_BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+        self._timeout: float | None = -1.0  # the timeout last given to the socket
+        try:
+            sock = socket.socket(
+                socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_AUDIT
+            )
+        except OSError as exc:
+            raise socket_error(exc, multicast=multicast) from None
+        try:
+            groups = 1 << (AUDIT_NLGRP_READLOG - 1) if multicast else 0
+            sock.bind((0, groups))
+            if rcvbuf:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+                except PermissionError:  # no CAP_NET_ADMIN: capped by net.core.rmem_max
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        except OSError as exc:
+            sock.close()
+            raise socket_error(exc, multicast=multicast) from None
+        self._sock: socket.socket | None = sock
+        self.portid: int = sock.getsockname()[0]
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._socket().fileno()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> AuditNetlink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            raise AuditExtError("the audit netlink socket is closed")
+        return self._sock
+
+    def _set_timeout(self, sock: socket.socket, timeout: float | None) -> None:
+        if timeout != self._timeout:
+            sock.settimeout(timeout)
+            self._timeout = timeout
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 0xFFFFFFFF + 1  # never 0: records carry seq 0
+        return self._seq
+
+    def _receive(self, sock: socket.socket, timeout: float | None) -> int:
+        """Bytes of the next datagram from the kernel in self._buffer; 0 on timeout."""
+        self._set_timeout(sock, timeout)
+        while True:
+            try:
+                n, (sender, _groups) = sock.recvfrom_into(self._buffer, 0, socket.MSG_TRUNC)
+            except socket.timeout:
+                return 0
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self.enobufs += 1
+                    continue
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    return 0
+                raise AuditExtError(f"audit netlink receive failed: {exc.strerror}") from None
+            if sender != 0 or n < NLMSG_HDRLEN:
+                continue  # not from the kernel, or not even a header: not ours to trust
+            return min(n, RECV_BUFFER_SIZE)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> tuple[int, bytes] | None:
+        """The next audit record (type, payload) from the kernel, or None on timeout."""
+        if self.pending:
+            return self.pending.popleft()
+        sock = self._socket()
+        n = self._receive(sock, timeout)
+        if not n:
+            return None
+        msg_type = struct.unpack_from("=H", self._buffer, 4)[0]
+        return msg_type, bytes(self._view[NLMSG_HDRLEN:n])
+
+    # -- control requests -------------------------------------------------------------------
+
+    def request(
+        self, msg_type: int, payload: bytes = b"", *, timeout: float = 2.0
+    ) -> list[tuple[int, bytes]]:
+        """Send one control request; return its reply messages (type, payload), kernel order.
+
+        GET-like requests return one reply, LIST_RULES one message per rule (NLMSG_DONE is
+        not included), SET/ADD/DEL none. Raises the mapped error if the kernel refuses.
+        """
+        replies, _code = self.exchange(msg_type, payload, timeout=timeout)
+        return replies
+
+    def exchange(
+        self, msg_type: int, payload: bytes = b"", *, timeout: float = 2.0
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        """Like request(), also returning the ack's non-negative code.
+
+        The kernel puts a value in the ack for some requests: AUDIT_SET with mask lost alone
+        acks with the old lost counter.
+        """
+        with self._lock:
+            sock = self._socket()
+            seq = self._next_seq()
+            message = encode_message(msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, payload)
+            try:
+                sock.sendto(message, (0, 0))
+            except OSError as exc:
+                if exc.errno in (errno.EPERM, errno.EACCES) or exc.errno in UNAVAILABLE_ERRNOS:
+                    raise kernel_error(msg_type, exc.errno) from None
+                raise AuditExtError(f"audit netlink send failed: {exc.strerror}") from None
+            return self._await_reply(sock, msg_type, seq, timeout)
+
+    def _await_reply(
+        self, sock: socket.socket, msg_type: int, seq: int, timeout: float
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        replies: list[tuple[int, bytes]] = []
+        ack: int | None = None
+        done = msg_type not in SINGLE_REPLY and msg_type not in MULTI_REPLY
+        deadline = time.monotonic() + timeout
+        while ack is None or not done:
+            remaining = deadline - time.monotonic()
+            n = self._receive(sock, max(remaining, 0.0)) if remaining > 0 else 0
+            if not n:
+                name = MESSAGE_NAMES.get(msg_type, str(msg_type))
+                missing = "acknowledgement" if ack is None else "reply"
+                raise AuditProtocolError(f"no {missing} from the kernel to {name} in {timeout}s")
+            first_type = struct.unpack_from("=H", self._buffer, 4)[0]
+            if not is_control_reply(first_type):
+                self.pending.append((first_type, bytes(self._view[NLMSG_HDRLEN:n])))
+                continue
+            for reply_type, _flags, reply_seq, body in split_messages(self._view[:n]):
+                if reply_seq != seq:
+                    continue  # a late reply to an earlier request that timed out
+                if reply_type == NLMSG_ERROR:
+                    if len(body) < NLMSG_ERRNO.size:
+                        raise AuditProtocolError("short netlink acknowledgement from the kernel")
+                    code = NLMSG_ERRNO.unpack_from(body)[0]
+                    if code < -MAX_ERRNO:
+                        code &= 0xFFFFFFFF  # a u32 value (old lost count) past 2**31
+                    if code < 0:
+                        raise kernel_error(msg_type, -code)
+                    ack = code
+                elif reply_type == NLMSG_DONE:
+                    done = True
+                elif reply_type == NLMSG_OVERRUN:
+                    raise AuditProtocolError("the kernel reported a netlink overrun")
+                elif reply_type != NLMSG_NOOP:
+                    replies.append((reply_type, body))
+                    if msg_type in SINGLE_REPLY:
+                        done = True
+        return replies, ack
