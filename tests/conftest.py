@@ -65,6 +65,49 @@ def kernel() -> None:
         pytest.skip(reason)
 
 
+def kernel_audit_locked() -> bool:
+    """True when enabled=2: rules and settings cannot change until the machine reboots."""
+    from osquery_audit_ext.control import AuditControl
+
+    with AuditControl() as control:
+        return control.get_status().enabled == 2
+
+
+@pytest.fixture
+def kernel_rw(kernel: None) -> None:
+    """Skip unless kernel audit rules and settings can be changed (not locked)."""
+    if kernel_audit_locked():
+        pytest.skip(
+            "kernel audit configuration is locked (enabled=2) until reboot: "
+            "rules and settings cannot be changed on this machine"
+        )
+
+
+SETTING_LINES = ("enabled", "failure", "pid", "rate_limit", "backlog_limit", "backlog_wait_time")
+
+
+def audit_state() -> tuple[dict[str, str], str]:
+    """The kernel audit settings and rules as auditctl shows them."""
+    status = {}
+    for line in run_auditctl("-s").splitlines():
+        name, _, value = line.partition(" ")
+        if name in SETTING_LINES:
+            status[name] = value
+    return status, run_auditctl("-l")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_state_restored() -> object:
+    """Fail the run when the tests left `auditctl -s` settings or `auditctl -l` changed."""
+    if kernel_audit_available() is not None:
+        yield
+        return
+    before = audit_state()
+    yield
+    after = audit_state()
+    assert after == before, f"tests changed kernel audit state: before {before}, after {after}"
+
+
 def run_auditctl(*args: str) -> str:
     """Run auditctl with args; return stdout, raise RuntimeError with its stderr on failure."""
     path = auditctl_path()
