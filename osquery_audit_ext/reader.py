@@ -24,7 +24,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-AUDIT_FIRST_EVENT = 1100  # message types below this are control replies, not records
+AUDIT_FIRST_EVENT = 1100  # message types below this are control replies, not records...
+AUDIT_USER = 1005  # ...except the old-style user message, logged as a record of its own
 AUDIT_REPLACE = 1329  # the kernel's liveness probe of the audit daemon: not an event
 
 
@@ -185,7 +186,9 @@ class AuditReader:
             message = sock.recv(wake)
             if message is not None:
                 msg_type, payload = message
-                if msg_type >= AUDIT_FIRST_EVENT and msg_type != AUDIT_REPLACE:
+                if (
+                    msg_type >= AUDIT_FIRST_EVENT or msg_type == AUDIT_USER
+                ) and msg_type != AUDIT_REPLACE:
                     stats.records_received += 1
                     try:
                         record = parse_record(msg_type, payload)

@@ -159,6 +159,10 @@ class AuditService:
 
     def _install_rules(self, control: AuditControl) -> None:
         """Add missing rules; rules of an earlier run that died are reused, stale ones removed."""
+        if control.get_status().enabled == 2:
+            # A hardened host loads its rules, then locks: read what those rules produce.
+            log.warning("audit configuration is locked (enabled=2): reading existing rules only")
+            return
         present = control.list_rules()
         key = self.settings.key
         for data in present:

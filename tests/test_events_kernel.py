@@ -68,7 +68,7 @@ def start_service(key: str, **events: bool) -> AuditService:
 
 
 @pytest.fixture
-def process_service(kernel) -> Iterator[AuditService]:
+def process_service(kernel_rw) -> Iterator[AuditService]:
     service = start_service(f"oaetest_proc_{os.getpid()}", process=True)
     try:
         yield service
@@ -77,7 +77,7 @@ def process_service(kernel) -> Iterator[AuditService]:
 
 
 @pytest.fixture
-def socket_service(kernel) -> Iterator[AuditService]:
+def socket_service(kernel_rw) -> Iterator[AuditService]:
     service = start_service(
         f"oaetest_sock_{os.getpid()}",
         process=False,
@@ -269,7 +269,7 @@ def test_unix_path_and_abstract(socket_service):
             assert connects, shown
 
 
-def test_beside_auditd_nothing_lost(kernel):
+def test_beside_auditd_nothing_lost(kernel_rw):
     from osquery_audit_ext.bench.auditd import PrivateAuditd
 
     if shutil.which("auditd") is None:
