@@ -128,7 +128,7 @@ def parse_spec(text: str, origin: str = "<spec>") -> TableSpec:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_spec(name: str) -> TableSpec:
     path = spec_dir() / f"{name}.table"
     if not path.is_file():
