@@ -1,0 +1,72 @@
+"""`daemon --socket PATH`: the embedded core as a long-running service, audit extension loaded.
+
+Other extensions may register with it too, and `query --socket PATH` (or any osquery
+client) can query it. It stops on SIGTERM/SIGINT or a shutdown request over the socket;
+the audit extension it launched is restarted if it dies, as osquery's watcher does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from ..client import DEFAULT_SOCKET
+from ..errors import AuditExtError
+from .extension import CONFIG_ENV, EXTENSION_NAME, extension_argv
+
+REGISTER_TIMEOUT = 30.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--socket",
+        default=DEFAULT_SOCKET,
+        help=f"extension manager socket to serve (default {DEFAULT_SOCKET})",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3.0, help="extensions_timeout given to extensions"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=3.0, help="seconds between extension health pings"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log registrations and pings")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="osquery-audit-ext daemon: %(message)s",
+    )
+    try:
+        from ..core.manager import EmbeddedCore
+    except ImportError as exc:
+        raise AuditExtError(f"the embedded core needs the apsw package ({exc})") from None
+    parent = os.path.dirname(os.path.abspath(args.socket))
+    try:
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise AuditExtError(f"cannot create {parent}: {exc.strerror}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    core = EmbeddedCore(
+        args.socket, timeout=args.timeout, interval=args.interval, verbose=args.verbose
+    )
+    core.start()
+    try:
+        env = dict(os.environ)
+        config = args.config or os.environ.get(CONFIG_ENV)
+        if config:
+            env[CONFIG_ENV] = os.path.abspath(config)
+        process = core.launch(extension_argv(), env=env, respawn=True)
+        core.wait_for_extension(EXTENSION_NAME, REGISTER_TIMEOUT, process=process)
+        print(f"osquery-audit-ext daemon: serving on {args.socket}", file=sys.stderr, flush=True)
+        while not stop.wait(0.5) and not core.shutdown_requested.is_set():
+            pass
+    finally:
+        core.stop()
+    return 0

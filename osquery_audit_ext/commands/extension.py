@@ -1,0 +1,67 @@
+"""`extension`: what osquery's autoload starts, `--socket S --timeout T --interval I [--verbose]`.
+
+The configuration file comes from --config, else $OSQUERY_AUDIT_EXT_CONFIG (osquery passes
+only the three flags, so the embedded core hands the path over in the environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import zipimport
+
+import osquery_audit_ext
+
+from ..client import DEFAULT_SOCKET
+from ..runtime import run_extension, wait_for_manager
+
+EXTENSION_NAME = "osquery_audit_ext"
+CONFIG_ENV = "OSQUERY_AUDIT_EXT_CONFIG"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", default=DEFAULT_SOCKET, help="osquery extension manager socket")
+    parser.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for the manager socket"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=3.0, help="seconds between checks that core is alive"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log what the extension does")
+
+
+def config_path(args: argparse.Namespace) -> str | None:
+    return getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or None
+
+
+def extension_argv() -> list[str]:
+    """How to start this package as an extension program (the .ext itself when run from one)."""
+    loader = getattr(osquery_audit_ext, "__loader__", None)
+    if isinstance(loader, zipimport.zipimporter):
+        return [sys.executable, loader.archive]
+    return [sys.executable, "-m", "osquery_audit_ext"]
+
+
+def run(args: argparse.Namespace) -> int:
+    # Touch kernel audit only once a core is there to serve: no manager, no side effects.
+    if not wait_for_manager(args.socket, args.timeout):
+        print(
+            f"osquery-audit-ext: no osquery extension manager on {args.socket} "
+            f"after {args.timeout:g} s",
+            file=sys.stderr,
+        )
+        return 1
+    from ..service import build_extension
+
+    tables, cleanup = build_extension(config_path(args))
+    return run_extension(
+        EXTENSION_NAME,
+        osquery_audit_ext.__version__,
+        tables,
+        socket_path=args.socket,
+        timeout=args.timeout,
+        interval=args.interval,
+        verbose=args.verbose,
+        on_exit=cleanup,
+    )

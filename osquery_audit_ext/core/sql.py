@@ -1,0 +1,440 @@
+"""SQL over plugin tables, with osquery core's virtual-table rules (osquery/sql/virtual_table.cpp).
+
+Every query gets its own SQLite connection where each registered table is an eponymous
+virtual table: it is only connected (one "columns" call) when a query names it. The
+planner hook forwards constraints the way osquery's xBestIndex/xFilter do:
+
+- only constraints on INDEX, REQUIRED or ADDITIONAL columns (extension columns with
+  options 0 count as INDEX: extensions_default_index=true);
+- never a range operator on a TEXT column, never a NULL or empty value;
+- an IN list on an OPTIMIZED column arrives in one generate call as several EQUALS;
+- a table with a REQUIRED column fails with "constraint failed" unless one is constrained.
+
+Returned strings are cast by column type (values.column_value); plugin errors become SQL
+errors carrying the plugin's message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import apsw
+from osquery.extensions.ttypes import ExtensionResponse
+
+from ..errors import AuditExtError
+from ..plugin import EQUALS, GREATER_THAN, GREATER_THAN_OR_EQUALS, LESS_THAN, LESS_THAN_OR_EQUALS
+from .result import QueryResult
+from .tabledef import ADDITIONAL, INDEX, OPTIMIZED, REQUIRED, TableDef
+from .values import (
+    BIGINT,
+    BLOB,
+    DOUBLE,
+    INTEGER,
+    TEXT,
+    UNSIGNED_BIGINT,
+    column_type,
+    column_value,
+    json_string,
+    parse_rowid,
+    result_text,
+)
+
+log = logging.getLogger(__name__)
+
+_RANGE_OPS = (GREATER_THAN, GREATER_THAN_OR_EQUALS, LESS_THAN, LESS_THAN_OR_EQUALS)
+_MAX_COST = 1000000.0
+
+
+class SQLError(AuditExtError):
+    """A query failed; the message is the one osquery would report."""
+
+
+class TableSource(Protocol):
+    """Something that answers osquery table plugin calls (an extension, or a local table)."""
+
+    name: str
+    is_extension: bool
+    definition: TableDef  # from the routes given at registration
+
+    def call(self, request: dict[str, str]) -> ExtensionResponse:
+        """Never raises: failures are a status code != 0 with a message."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What xBestIndex chose: the (column, op) forwarded for each xFilter argument."""
+
+    terms: tuple[tuple[str, int], ...] = ()
+    cols_used: tuple[str, ...] = ()
+    cols_used_bitset: int = 0
+
+
+_text_local = threading.local()
+
+
+def _real_text(value: float) -> str:
+    """A REAL as SQLite itself renders it to text (sqlite3_value_text)."""
+    conn = getattr(_text_local, "conn", None)
+    if conn is None:
+        conn = _text_local.conn = apsw.Connection(":memory:")
+    return conn.execute("SELECT CAST(? AS TEXT)", (value,)).fetchall()[0][0] or ""
+
+
+def expression_text(value: object) -> str | None:
+    """sqlite3_value_text() of a constraint's right-hand value; None for NULL."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _real_text(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _in_list_order(value: object) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    return (3, bytes(value))  # type: ignore[call-overload]
+
+
+def generate_context(
+    definition: TableDef,
+    constraints: Mapping[str, Sequence[tuple[int, str]]],
+    cols_used: Sequence[str] | None,
+    cols_used_bitset: int,
+) -> str:
+    """The "context" JSON of a generate request, byte for byte as osquery writes it."""
+    parts = []
+    for column in sorted(definition.columns, key=lambda c: c.name):
+        terms = ",".join(
+            f'{{"op":{op},"expr":{json_string(expr)}}}'
+            for op, expr in constraints.get(column.name, ())
+        )
+        parts.append(
+            f'{{"name":{json_string(column.name)},"list":[{terms}],"affinity":{json_string(column.type)}}}'
+        )
+    text = '{"constraints":[' + ",".join(parts) + "]"
+    if cols_used is not None:
+        text += ',"colsUsed":[' + ",".join(json_string(c) for c in cols_used) + "]"
+    return text + f',"colsUsedBitset":{cols_used_bitset}}}'
+
+
+def _value_array(definition: TableDef, fields: Sequence[object]) -> str:
+    """The json_value_array of an insert/update request (serializeUpdateParameters)."""
+    columns = definition.columns
+    if len(fields) != len(columns):
+        raise SQLError("column index out of range")
+    items = []
+    for column, value in zip(columns, fields):
+        if value is None:
+            if column.options in (INDEX, REQUIRED):
+                raise SQLError("datatype mismatch")
+            items.append("null")
+        elif isinstance(value, int):
+            if column.type not in (INTEGER, BIGINT, UNSIGNED_BIGINT):
+                raise SQLError("datatype mismatch")
+            items.append(str(value))
+        elif isinstance(value, float):
+            if column.type != DOUBLE:
+                raise SQLError("datatype mismatch")
+            items.append(json.dumps(value))
+        elif isinstance(value, str):
+            if column.type != TEXT:
+                raise SQLError("datatype mismatch")
+            items.append(json_string(value))
+        else:
+            if column.type != BLOB:
+                raise SQLError("datatype mismatch")
+            items.append(json_string(bytes(value).decode("utf-8", errors="replace")))  # type: ignore[arg-type]
+    return "[" + ",".join(items) + "]"
+
+
+class _VirtualTable:
+    """One plugin table inside one query's connection."""
+
+    def __init__(self, source: TableSource, definition: TableDef) -> None:
+        self.source = source
+        self.definition = definition
+        self.plans: dict[int, _Plan] = {}
+        self._ids = itertools.count()
+        self.has_required = any(c.options & REQUIRED for c in definition.columns)
+
+    # -- planning -----------------------------------------------------------------------
+    def BestIndexObject(self, info: apsw.IndexInfo) -> bool:
+        columns = self.definition.columns
+        terms: list[tuple[str, int]] = []
+        cost = _MAX_COST
+        required_constrained = False
+        for i in range(info.nConstraint):
+            if not info.get_aConstraint_usable(i):
+                continue
+            index = info.get_aConstraint_iColumn(i)
+            if index < 0 or index >= len(columns):
+                continue
+            column = columns[index]
+            op = info.get_aConstraint_op(i)
+            if column.type == TEXT and op in _RANGE_OPS:
+                cost += 10
+                continue
+            if column.options & REQUIRED:
+                required_constrained = True
+                cost = 1
+            elif column.options & (INDEX | ADDITIONAL):
+                cost = 1
+            else:
+                continue  # not indexed: SQLite filters it
+            terms.append((column.name, op))
+            info.set_aConstraintUsage_argvIndex(i, len(terms))
+            if column.options & OPTIMIZED and info.get_aConstraintUsage_in(i):
+                info.set_aConstraintUsage_in(i, True)
+        used: list[str] = []
+        bitset = 0
+        required_used = False
+        position = {c.name: i for i, c in enumerate(columns)}
+        for i, column in enumerate(columns):
+            if min(i, 63) not in info.colUsed:
+                continue
+            name = column.alias_of or column.name
+            bitset |= 1 << min(position.get(name, i), 63)
+            if name not in used:
+                used.append(name)
+            if column.options & REQUIRED:
+                required_used = True
+        if required_used and not required_constrained:
+            cost = _MAX_COST
+        plan_id = next(self._ids) & 0x7FFFFFFF
+        self.plans[plan_id] = _Plan(tuple(terms), tuple(sorted(used)), bitset)
+        info.idxNum = plan_id
+        info.estimatedCost = cost
+        return True
+
+    def Open(self) -> _Cursor:
+        return _Cursor(self)
+
+    def Disconnect(self) -> None:
+        self.plans.clear()
+
+    Destroy = Disconnect
+
+    # -- writes: forwarded so the plugin decides (ours answer "readonly") ---------------
+    def _write(self, request: dict[str, str]) -> dict[str, str]:
+        request["context"] = generate_context(self.definition, {}, None, 0)
+        response = self.source.call(request)
+        rows = response.response or []
+        if response.status is None or response.status.code != 0 or len(rows) != 1:
+            message = response.status.message if response.status else ""
+            raise SQLError(message or "SQL logic error")
+        result = rows[0]
+        status = result.get("status")
+        if status == "readonly":
+            raise SQLError(f"table {self.definition.name} may not be modified")
+        if status == "failure":
+            raise SQLError(result.get("message") or "SQL logic error")
+        if status == "constraint":
+            raise SQLError("constraint failed")
+        if status != "success":
+            raise SQLError("SQL logic error")
+        return result
+
+    def UpdateInsertRow(self, rowid: int | None, fields: Sequence[object]) -> int:
+        request = {"action": "insert", "json_value_array": _value_array(self.definition, fields)}
+        request["auto_rowid"] = "false" if rowid is None else "true"
+        if rowid is not None:
+            request["id"] = str(rowid)
+        result = self._write(request)
+        if rowid is not None:
+            return rowid
+        new_id = parse_rowid(result.get("id", ""))
+        if new_id is None:
+            raise SQLError("SQL logic error")
+        return new_id
+
+    def UpdateDeleteRow(self, rowid: int) -> None:
+        self._write({"action": "delete", "id": str(rowid)})
+
+    def UpdateChangeRow(self, rowid: int, newrowid: int, fields: Sequence[object]) -> None:
+        request = {"action": "update", "id": str(rowid)}
+        if newrowid != rowid:
+            request["new_id"] = str(newrowid)
+        request["json_value_array"] = _value_array(self.definition, fields)
+        self._write(request)
+
+
+class _Cursor:
+    def __init__(self, table: _VirtualTable) -> None:
+        self.table = table
+        self.rows: list[dict[str, str]] = []
+        self.position = 0
+
+    def Filter(
+        self, indexnum: int, indexname: str | None, constraintargs: Sequence[object]
+    ) -> None:
+        table = self.table
+        definition = table.definition
+        plan = table.plans.get(indexnum, _Plan())
+        constraints: dict[str, list[tuple[int, str]]] = {c.name: [] for c in definition.columns}
+        for (name, op), value in zip(plan.terms, constraintargs):
+            if isinstance(value, (set, frozenset)):  # IN on an OPTIMIZED column: all values
+                values = sorted(value, key=_in_list_order)
+                terms = [(EQUALS, expression_text(v)) for v in values]
+            else:
+                terms = [(op, expression_text(value))]
+            constraints[name].extend((o, e) for o, e in terms if e)
+        options = {c.name: c.options for c in definition.columns}
+        if table.has_required and not any(options[name] & REQUIRED for name, _ in plan.terms):
+            log.warning(
+                "Table %s was queried without a required column in the WHERE clause",
+                definition.name,
+            )
+            raise SQLError("constraint failed")
+        context = generate_context(definition, constraints, plan.cols_used, plan.cols_used_bitset)
+        response = table.source.call({"action": "generate", "context": context})
+        if response.status is None or response.status.code != 0:
+            raise SQLError(response.status.message if response.status else "no status")
+        self.rows = list(response.response or [])
+        self.position = 0
+
+    def Eof(self) -> bool:
+        return self.position >= len(self.rows)
+
+    def Rowid(self) -> int:
+        text = self.rows[self.position].get("rowid")
+        if text is None:
+            return self.position
+        rowid = parse_rowid(text)
+        if rowid is None:
+            raise SQLError(f"table {self.table.definition.name}: invalid rowid {text!r}")
+        return rowid
+
+    def Column(self, number: int) -> object:
+        if number == -1:
+            return self.Rowid()
+        column = self.table.definition.columns[number]
+        return column_value(
+            column.type, self.rows[self.position].get(column.alias_of or column.name)
+        )
+
+    def Next(self) -> None:
+        self.position += 1
+
+    def Close(self) -> None:
+        self.rows = []
+
+
+class _Module:
+    def __init__(self, source: TableSource, default_index: bool) -> None:
+        self.source = source
+        self.default_index = default_index
+
+    def Connect(
+        self, connection: Any, modulename: str, databasename: str, tablename: str, *args: str
+    ):
+        response = self.source.call({"action": "columns"})
+        if response.status is None or response.status.code != 0 or not response.response:
+            message = response.status.message if response.status else "no status"
+            raise SQLError(f"table {self.source.name}: {message or 'no columns'}")
+        definition = TableDef.from_routes(
+            self.source.name,
+            response.response,
+            is_extension=self.source.is_extension,
+            default_index=self.default_index,
+        )
+        statement = definition.create_statement(is_extension=self.source.is_extension)
+        return statement, _VirtualTable(self.source, definition)
+
+    Create = Connect
+
+
+@dataclass
+class SQLEngine:
+    """Runs SQL over whatever tables `sources()` returns at the time of each query."""
+
+    sources: Callable[[], Mapping[str, TableSource]]
+    default_index: bool = True
+    nullvalue: str = ""
+
+    def _connect(self) -> apsw.Connection:
+        conn = apsw.Connection(":memory:")
+        sources = self.sources()
+        for name, source in sources.items():
+            conn.create_module(
+                name,
+                _Module(source, self.default_index),
+                use_bestindex_object=True,
+                eponymous=True,
+                read_only=not source.is_extension,
+            )
+        for name, source in sources.items():
+            for alias in source.definition.aliases:
+                if alias not in sources:
+                    conn.execute(
+                        f'CREATE TEMP VIEW "{_quote(alias)}" AS SELECT * FROM "{_quote(name)}"'
+                    )
+        return conn
+
+    def query(self, sql: str) -> QueryResult:
+        """Every statement of `sql`; rows map column names to strings (NULL as nullvalue)."""
+        conn = self._connect()
+        try:
+            cursor = conn.cursor()
+            names: list[list[str]] = []
+
+            def remember_columns(cur: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+                names.append([d[0] for d in cur.description])
+                return True
+
+            cursor.exec_trace = remember_columns
+            rows = [
+                {name: result_text(value, self.nullvalue) for name, value in zip(names[-1], values)}
+                for values in cursor.execute(sql)
+            ]
+            return QueryResult(rows, names[0] if names else [])
+        except SQLError:
+            raise
+        except apsw.Error as exc:
+            raise SQLError(str(exc)) from None
+        finally:
+            conn.close()
+
+    def query_columns(self, sql: str) -> list[tuple[str, str]]:
+        """(name, osquery type) of the first statement's result columns, without running it."""
+        conn = self._connect()
+        try:
+            cursor = conn.cursor()
+            found: list[tuple[str, str]] = []
+
+            def capture(cur: apsw.Cursor, _sql: str, _bindings: object) -> bool:
+                found.extend((d[0], column_type((d[1] or "").upper())) for d in cur.description)
+                return False
+
+            cursor.exec_trace = capture
+            try:
+                cursor.execute(sql)
+            except apsw.ExecTraceAbort:
+                pass
+            return found
+        except SQLError:
+            raise
+        except apsw.Error as exc:
+            raise SQLError(str(exc)) from None
+        finally:
+            conn.close()
+
+
+def _quote(identifier: str) -> str:
+    return identifier.replace('"', '""')
