@@ -284,9 +284,7 @@ class EmbeddedCore:
 
     def table_sources(self) -> dict[str, TableSource]:
         sources: dict[str, TableSource] = dict(self._local)
-        sources.update(
-            self.registry.table_sources(self.socket_path, self.call_timeout, self.default_index)
-        )
+        sources.update(self.registry.table_sources(self.socket_path, self.call_timeout))
         return sources
 
     def table_names(self) -> list[str]:

@@ -101,15 +101,14 @@ class ExtensionRegistry:
     def find(self, name: str) -> Registration | None:
         return next((e for e in self.snapshot() if e.info.name == name), None)
 
-    def table_sources(
-        self, manager_socket: str, timeout: float, default_index: bool
-    ) -> dict[str, ExtensionTableSource]:
+    def table_sources(self, manager_socket: str, timeout: float) -> dict[str, ExtensionTableSource]:
+        """Each registered table, described by its registration routes as sent (raw options)."""
         sources = {}
         for entry in self.snapshot():
             path = f"{manager_socket}.{entry.uuid}"
             for name, routes in entry.tables.items():
                 definition = TableDef.from_routes(
-                    name, routes, is_extension=True, default_index=default_index
+                    name, routes, is_extension=True, default_index=False
                 )
                 sources[name] = ExtensionTableSource(name, definition, path, timeout)
         return sources
