@@ -35,5 +35,10 @@ lint: install
 	$(BIN)/ruff check osquery_audit_ext tests scripts
 	$(BIN)/ruff format --check osquery_audit_ext tests scripts
 
+# osquery_audit_ext.ext: one zipapp osqueryd can autoload (install it root-owned, mode 0755,
+# in a directory without the sticky bit, and list it in osquery's extensions.load).
+ext: install
+	$(BIN)/python scripts/build_ext.py --output osquery_audit_ext.ext
+
 clean:
 	rm -rf $(VENV) build dist *.ext

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._toml import toml
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 # osquery's ColumnOptions bitmask (osquery/core/tables.h).
 OPTION_BITS = {"index": 1, "required": 2, "additional": 4, "optimized": 8, "hidden": 16}
@@ -79,13 +84,16 @@ class TableSpec:
         return routes
 
 
-def spec_dir() -> Path:
-    """The folder holding the ``.table`` specs: the checkout's ``tables/`` or the packaged copy."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_tables", here.parent / "tables"):
-        if candidate.is_dir() and any(candidate.glob("*.table")):
-            return candidate
-    raise SpecError(f"no table specs found next to {here}")
+def spec_dir() -> Traversable:
+    """The folder holding the ``.table`` specs: the packaged copy (a wheel, or inside the
+    zipped .ext, hence importlib.resources) or the checkout's ``tables/``."""
+    packaged = resources.files(__package__) / "_tables"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "tables"
+    if checkout.is_dir() and any(checkout.glob("*.table")):
+        return checkout
+    raise SpecError(f"no table specs found in {packaged} or {checkout}")
 
 
 def parse_spec(text: str, origin: str = "<spec>") -> TableSpec:
@@ -132,7 +140,7 @@ def parse_spec(text: str, origin: str = "<spec>") -> TableSpec:
 def load_spec(name: str) -> TableSpec:
     path = spec_dir() / f"{name}.table"
     if not path.is_file():
-        raise SpecError(f"no spec for table {name!r} in {path.parent}")
+        raise SpecError(f"no spec for table {name!r} in {spec_dir()}")
     spec = parse_spec(path.read_text(encoding="utf-8"), str(path))
     if spec.name != name:
         raise SpecError(f"{path}: declares table {spec.name!r}")
@@ -140,4 +148,7 @@ def load_spec(name: str) -> TableSpec:
 
 
 def all_specs() -> list[TableSpec]:
-    return [load_spec(p.stem) for p in sorted(spec_dir().glob("*.table"))]
+    names = sorted(
+        p.name[: -len(".table")] for p in spec_dir().iterdir() if p.name.endswith(".table")
+    )
+    return [load_spec(name) for name in names]
