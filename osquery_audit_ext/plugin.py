@@ -155,7 +155,7 @@ def encode_value(value: object) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ""
+        return "" if math.isnan(value) else repr(value)  # strtod reads "inf" too
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", errors="replace")
     raise TypeError(f"cannot send a {type(value).__name__} value to osquery")

@@ -83,6 +83,8 @@ def test_encode_value_follows_what_core_parses():
     assert encode_value(b"caf\xc3\xa9") == "café"
     assert encode_value(b"\xff") == "\ufffd"
     assert encode_value(1.5) == "1.5"
+    assert encode_value(float("nan")) == ""
+    assert encode_value(float("-inf")) == "-inf"
     with pytest.raises(TypeError, match="dict"):
         encode_value({})
 
