@@ -29,6 +29,8 @@ ATTRIBUTE_BITS = {
     "kernel_required": 16,
 }
 COLUMN_TYPES = ("TEXT", "INTEGER", "BIGINT", "UNSIGNED_BIGINT", "DOUBLE", "BLOB")
+# How osquery spells each type on the wire (osquery/core/sql/column.h): with a space.
+WIRE_TYPES = {"UNSIGNED_BIGINT": "UNSIGNED BIGINT"}
 
 
 class SpecError(ValueError):
@@ -77,7 +79,13 @@ class TableSpec:
     def routes(self) -> list[dict[str, str]]:
         """The "columns" routes osquery core expects, at registration and on request."""
         routes = [
-            {"id": "column", "name": c.name, "type": c.type, "op": str(c.op)} for c in self.columns
+            {
+                "id": "column",
+                "name": c.name,
+                "type": WIRE_TYPES.get(c.type, c.type),
+                "op": str(c.op),
+            }
+            for c in self.columns
         ]
         if self.attributes:
             routes.append({"id": "attributes", "attributes": str(self.attributes_bits)})

@@ -16,7 +16,8 @@ import threading
 
 from ..client import DEFAULT_SOCKET
 from ..errors import AuditExtError
-from .extension import CONFIG_ENV, EXTENSION_NAME, extension_argv
+from ..settings import CONFIG_ENV
+from .extension import EXTENSION_NAME, extension_argv
 
 REGISTER_TIMEOUT = 30.0
 

@@ -7,7 +7,6 @@ only the three flags, so the embedded core hands the path over in the environmen
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import zipimport
 
@@ -17,7 +16,6 @@ from ..client import DEFAULT_SOCKET
 from ..runtime import run_extension, wait_for_manager
 
 EXTENSION_NAME = "osquery_audit_ext"
-CONFIG_ENV = "OSQUERY_AUDIT_EXT_CONFIG"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +27,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--interval", type=float, default=3.0, help="seconds between checks that core is alive"
     )
     parser.add_argument("--verbose", action="store_true", help="log what the extension does")
-
-
-def config_path(args: argparse.Namespace) -> str | None:
-    return getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or None
 
 
 def extension_argv() -> list[str]:
@@ -54,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from ..service import build_extension
 
-    tables, cleanup = build_extension(config_path(args))
+    tables, cleanup = build_extension(
+        args.config
+    )  # None: $OSQUERY_AUDIT_EXT_CONFIG, then the default
     return run_extension(
         EXTENSION_NAME,
         osquery_audit_ext.__version__,

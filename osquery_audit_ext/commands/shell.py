@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 from ..client import MODES, render
 from ..errors import AuditExtError
-from .extension import CONFIG_ENV, EXTENSION_NAME, extension_argv
+from ..settings import CONFIG_ENV
+from .extension import EXTENSION_NAME, extension_argv
 
 if TYPE_CHECKING:
     from ..core.manager import EmbeddedCore
