@@ -110,6 +110,10 @@ def decode_rule(data: bytes) -> Rule:
             value = data[offset : offset + values[i]].decode("utf-8", "surrogateescape")
             offset += values[i]
         fields.append(Field(ids[i], op, value))
+    if offset != end:
+        raise AuditProtocolError(
+            f"audit rule strings add up to {offset - FIXED_SIZE} of buflen {buflen} bytes"
+        )
     if all(word == 0xFFFFFFFF for word in mask[:-1]):
         # The kernel keeps the class bits on top cleared; auditctl still calls it "all".
         syscalls = ALL_SYSCALLS

@@ -60,7 +60,8 @@ def _syscalls_text(rule: Rule, machine: str | None) -> str:
         return ""
     if rule.all_syscalls:
         return "all"
-    table_machine = _syscall_machine(rule, machine)
+    # io_uring rules hold io_uring operation numbers, not syscalls (no names for those here).
+    table_machine = None if rule.list == F.LIST_IO_URING else _syscall_machine(rule, machine)
     names = []
     for nr in sorted(rule.syscalls):
         name = syscall_name(table_machine, nr) if table_machine else None

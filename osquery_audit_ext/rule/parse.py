@@ -126,11 +126,12 @@ class _RuleBuilder:
     # -- helpers -----------------------------------------------------------------------------
 
     def host_machine(self) -> str:
-        machine = canonical_machine(self.default_machine) if self.default_machine else None
-        machine = machine or native_machine()
+        """The machine standing in for the host's (the caller's, else uname -m)."""
+        given = self.default_machine
+        machine = canonical_machine(given) if given else native_machine()
         if machine is None:
             raise RuleSyntaxError(
-                f"cannot tell this machine's syscall table ({self.default_machine or os.uname().machine})"
+                f"cannot tell this machine's syscall table ({given or os.uname().machine})"
             )
         return machine
 
