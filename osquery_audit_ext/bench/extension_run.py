@@ -1,0 +1,141 @@
+"""Our side of the comparison: the real extension, launched by an embedded core as osquery
+would launch it, with a temp config; its CPU and memory are read from /proc by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .._toml import toml
+from ..commands.extension import EXTENSION_NAME, extension_argv
+from ..core.manager import EmbeddedCore
+from ..core.sql import SQLError
+from ..settings import CONFIG_ENV, Settings, settings_from_dict
+from . import BenchError
+from .procstat import ProcSample, sample
+
+BENCH_KEY = "oae_bench"
+REGISTER_TIMEOUT = 60.0
+
+# Counters of audit_status the benchmark reads before and after each storm.
+STATUS_COUNTERS = (
+    "records_received",
+    "lost_since_start",
+    "enobufs",
+    "ring_evicted",
+    "events_timed_out",
+    "events_dropped_inflight",
+    "parse_errors",
+    "serial_gaps",
+    "events_buffered",
+)
+
+
+def bench_config_text(mode: str, capacity: int, key: str = BENCH_KEY) -> str:
+    """The extension's TOML config for a benchmark run (refused connects are audited too)."""
+    return (
+        f'mode = "{mode}"\n'
+        f'key = "{key}"\n'
+        "\n[events]\nprocess = true\nsockets = true\nsocket_failed = true\n"
+        f"\n[ring]\ncapacity = {capacity}\n"
+    )
+
+
+def bench_settings(mode: str, capacity: int, key: str = BENCH_KEY) -> Settings:
+    """The settings that config gives, to build the very same rule set for auditd's run."""
+    return settings_from_dict(toml.loads(bench_config_text(mode, capacity, key)))
+
+
+class ExtensionUnderTest:
+    """A running extension process and the core that launched it."""
+
+    def __init__(self, core: EmbeddedCore, process: subprocess.Popen) -> None:
+        self.core = core
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def sample(self) -> ProcSample:
+        if self.process.poll() is not None:
+            raise BenchError(f"the extension exited with status {self.process.returncode}")
+        return sample(self.pid)
+
+    def query(self, sql: str) -> list[dict[str, str]]:
+        try:
+            return self.core.query(sql).rows
+        except SQLError as exc:
+            raise BenchError(f"query failed: {sql}: {exc}") from None
+
+    def count(self, sql: str) -> int:
+        """The single integer a `SELECT count(*) ...` query returns."""
+        rows = self.query(sql)
+        return int(next(iter(rows[0].values()))) if rows else 0
+
+    def status(self) -> dict[str, str]:
+        rows = self.query("SELECT * FROM audit_status")
+        if not rows:
+            raise BenchError("audit_status returned no row")
+        return rows[0]
+
+    def counters(self) -> dict[str, int]:
+        status = self.status()
+        return {name: int(status.get(name) or 0) for name in STATUS_COUNTERS}
+
+    def timed_query(self, sql: str, repeat: int) -> tuple[float, int]:
+        """Best wall time of `repeat` runs of `sql` through the core, and its row count."""
+        best = float("inf")
+        rows = 0
+        for _ in range(repeat):
+            start = time.perf_counter()
+            rows = len(self.query(sql))
+            best = min(best, time.perf_counter() - start)
+        return best, rows
+
+    def wait_drained(self, timeout: float, settle: float = 1.0) -> bool:
+        """Wait until records_received stops growing for `settle` s; False on timeout."""
+        deadline = time.monotonic() + timeout
+        last = self.counters()["records_received"]
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = self.counters()["records_received"]
+            if now != last:
+                last, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since >= settle:
+                return True
+        return False
+
+
+@contextlib.contextmanager
+def running_extension(
+    mode: str, capacity: int, workdir: Path, key: str = BENCH_KEY
+) -> Iterator[ExtensionUnderTest]:
+    """An embedded core with our extension launched as a subprocess, stopped on exit.
+
+    Stopping asks the extension to shut down (it removes its rules and gives back the audit
+    pid), then ends the process by its pid if it lingers.
+    """
+    directory = workdir / f"ext-{mode}"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "bench.toml"
+    config.write_text(bench_config_text(mode, capacity, key))
+    core = EmbeddedCore(str(directory / "core.em"), interval=3.0, ping_timeout=30.0)
+    try:
+        core.start()
+        env = dict(os.environ)
+        env[CONFIG_ENV] = str(config)
+        process = core.launch(extension_argv(), env=env)
+        try:
+            core.wait_for_extension(EXTENSION_NAME, REGISTER_TIMEOUT, process=process)
+        except Exception as exc:
+            raise BenchError(f"our extension did not start ({mode}): {exc}") from None
+        yield ExtensionUnderTest(core, process)
+    finally:
+        core.stop()

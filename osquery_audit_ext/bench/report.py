@@ -1,0 +1,487 @@
+"""The benchmark's report: aligned tables on stdout, targets with PASS/MISS, and JSON.
+
+Pure functions over the figures the runs collected; nothing here touches the kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
+
+from .ringbench import TableFigures
+from .runs import AUDITD, NO_RULES, OURS_MULTICAST, OURS_UNICAST, RunResult, StormFigures
+
+PASS, MISS, NA = "PASS", "MISS", "n/a"
+_FIGURE = re.compile(r"-|-?[0-9][0-9,]*(\.[0-9]+)?x?")  # cells right-aligned as figures
+
+RATE_RATIO_TARGET = 1.2
+PID_QUERY_TARGET_MS = 50.0
+BYTES_PER_EVENT_TARGET = 1024
+TARGET_RING = 100_000
+LOSS_COUNTERS = (
+    "lost_since_start",
+    "enobufs",
+    "events_timed_out",
+    "events_dropped_inflight",
+    "parse_errors",
+    "serial_gaps",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the issue, what was measured against it, and the verdict."""
+
+    name: str
+    goal: str
+    value: str
+    verdict: str
+    note: str = ""
+
+
+# -- formatting -----------------------------------------------------------------------------
+
+
+def number(value: object, digits: int = 1) -> str:
+    """A figure for a table cell: thousands separated; '-' when there is none."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return "-"
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def format_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  "
+) -> str:
+    """Columns padded to their widest cell; text left-aligned, figures right-aligned."""
+    cells = [[number(c) if not isinstance(c, str) else c for c in row] for row in rows]
+    widths = [len(h) for h in header]
+    for row in cells:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    numeric = [
+        bool(rows) and all(_FIGURE.match(row[i]) for row in cells) for i in range(len(header))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)
+        ]
+        return (indent + "  ".join(parts)).rstrip()
+
+    out = [line(header), indent + "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in cells]
+    return "\n".join(out)
+
+
+def ratio_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+# -- targets --------------------------------------------------------------------------------
+
+
+def find(runs: Sequence[RunResult], consumer: str, kind: str) -> StormFigures | None:
+    for run in runs:
+        if run.consumer == consumer:
+            for storm in run.storms:
+                if storm.kind == kind:
+                    return storm
+    return None
+
+
+def rate_ratio(runs: Sequence[RunResult], kind: str) -> float | None:
+    """Our unicast pipeline's call rate over auditd's, for one storm kind."""
+    ours = find(runs, OURS_UNICAST, kind)
+    theirs = find(runs, AUDITD, kind)
+    if ours is None or theirs is None or theirs.rate <= 0:
+        return None
+    return ours.rate / theirs.rate
+
+
+def unexpected_evictions(storm: StormFigures, capacity: int) -> int:
+    """Ring evictions beyond what the ring's capacity explains (e.g. expiry): a loss."""
+    ours = storm.ours
+    if ours is None:
+        return 0
+    overflow = max(0, ours.buffered_before + ours.rows_appended - capacity)
+    return max(0, ours.counters.get("ring_evicted", 0) - overflow)
+
+
+def loss_figures(storm: StormFigures, capacity: int) -> dict[str, int]:
+    """Every loss counted for one storm under our extension (all zero when nothing was lost)."""
+    ours = storm.ours
+    if ours is None:
+        return {}
+    losses = {"kernel lost": storm.kernel_lost}
+    losses.update({name: ours.counters.get(name, 0) for name in LOSS_COUNTERS})
+    losses["ring evictions not due to capacity"] = unexpected_evictions(storm, capacity)
+    if storm.kind == "usermsg":
+        losses["user messages not received"] = max(
+            0, storm.calls - ours.counters["records_received"]
+        )
+    elif ours.visible is not None:
+        losses["calls without a row"] = max(0, storm.calls - ours.visible - ours.evicted_in_run)
+    return losses
+
+
+def rate_targets(runs: Sequence[RunResult], locked: bool) -> list[Target]:
+    kinds = ("usermsg",) if locked else ("connect", "exec")
+    targets = []
+    for kind in kinds:
+        ratio = rate_ratio(runs, kind)
+        label = f"{kind} rate, ours unicast / auditd"
+        note = (
+            "user-message substitute (audit locked): not the connect/exec figure" if locked else ""
+        )
+        if ratio is None:
+            targets.append(
+                Target(label, f">= {RATE_RATIO_TARGET}x", "-", NA, note or "not measured")
+            )
+            continue
+        verdict = PASS if ratio >= RATE_RATIO_TARGET else MISS
+        targets.append(Target(label, f">= {RATE_RATIO_TARGET}x", ratio_text(ratio), verdict, note))
+    if locked:
+        targets.insert(
+            0,
+            Target(
+                "syscall rate, ours unicast / auditd",
+                f">= {RATE_RATIO_TARGET}x",
+                "-",
+                NA,
+                "audit locked: no rules, so connect/exec produce no records",
+            ),
+        )
+    return targets
+
+
+def loss_target(runs: Sequence[RunResult], capacity: int, locked: bool) -> Target:
+    storms = [s for r in runs for s in r.storms if s.ours is not None]
+    if not storms:
+        return Target("zero loss at default settings", "0", "-", NA, "our extension did not run")
+    nonzero = []
+    for storm in storms:
+        for name, value in loss_figures(storm, capacity).items():
+            if value:
+                nonzero.append(f"{storm.consumer}/{storm.kind}: {name} {value:,}")
+    note = "user-message storms (audit locked)" if locked else ""
+    if nonzero:
+        return Target("zero loss at default settings", "0", "; ".join(nonzero), MISS, note)
+    return Target("zero loss at default settings", "0", "0", PASS, note)
+
+
+def visibility_targets(runs: Sequence[RunResult], locked: bool) -> list[Target]:
+    name = "every call made visible as a row"
+    if locked:
+        return [Target(name, "rows = calls", "-", NA, "audit locked: no syscall records")]
+    targets = []
+    for consumer in (OURS_UNICAST, OURS_MULTICAST):
+        for kind in ("connect", "exec"):
+            storm = find(runs, consumer, kind)
+            if storm is None or storm.ours is None or storm.ours.visible is None:
+                continue
+            ours = storm.ours
+            label = f"{name} ({consumer}, {kind})"
+            shown = f"{ours.visible:,} of {storm.calls:,}"
+            if ours.visible >= storm.calls:
+                targets.append(Target(label, "rows = calls", shown, PASS))
+            elif ours.visible + ours.evicted_in_run >= storm.calls:
+                targets.append(
+                    Target(
+                        label,
+                        "rows = calls",
+                        f"{shown} + {ours.evicted_in_run:,} evicted",
+                        PASS,
+                        "calls exceed the ring: the oldest rows were queryable, then evicted",
+                    )
+                )
+            else:
+                targets.append(Target(label, "rows = calls", shown, MISS))
+    if not targets:
+        targets.append(Target(name, "rows = calls", "-", NA, "not measured"))
+    return targets
+
+
+def query_targets(
+    ring: Sequence[TableFigures], runs: Sequence[RunResult], ring_size: int
+) -> list[Target]:
+    note = "" if ring_size >= TARGET_RING else f"measured on a {ring_size:,}-event ring, not 100k"
+    targets = []
+    pid_values = [(f.sql_pid_ms, f"{f.table} in-process SQL") for f in ring]
+    pid_values += [
+        (r.queries.pid_ms, f"{r.queries.table} via extension")
+        for r in runs
+        if r.queries is not None
+    ]
+    if pid_values:
+        worst, where = max(pid_values)
+        verdict = PASS if worst <= PID_QUERY_TARGET_MS else MISS
+        targets.append(
+            Target(
+                "pid-filtered query over a full ring",
+                f"<= {PID_QUERY_TARGET_MS:g} ms",
+                f"{worst:.1f} ms ({where})",
+                verdict,
+                note,
+            )
+        )
+    else:
+        targets.append(
+            Target("pid-filtered query over a full ring", "<= 50 ms", "-", NA, "not measured")
+        )
+    memory = [(f.rss_bytes_per_event, f"{f.table} in-process") for f in ring]
+    memory += [
+        (s.ours.rss_bytes_per_buffered_event, f"{s.consumer} {s.kind}")
+        for r in runs
+        for s in r.storms
+        if s.ours is not None
+        and s.ours.rss_bytes_per_buffered_event is not None
+        and s.ours.counters.get("events_buffered", 0) >= 10_000  # too few rows to weigh
+    ]
+    if memory:
+        worst_b, where_b = max(memory)
+        verdict = PASS if worst_b <= BYTES_PER_EVENT_TARGET else MISS
+        targets.append(
+            Target(
+                "memory per buffered event",
+                "<= 1 KiB",
+                f"{worst_b:,.0f} B ({where_b})",
+                verdict,
+                note,
+            )
+        )
+    else:
+        targets.append(Target("memory per buffered event", "<= 1 KiB", "-", NA, "not measured"))
+    return targets
+
+
+def all_targets(
+    runs: Sequence[RunResult], ring: Sequence[TableFigures], ring_size: int, locked: bool
+) -> list[Target]:
+    return [
+        *rate_targets(runs, locked),
+        loss_target(runs, ring_size, locked),
+        *visibility_targets(runs, locked),
+        *query_targets(ring, runs, ring_size),
+    ]
+
+
+def summary_line(targets: Sequence[Target], locked: bool, state_ok: bool | None) -> str:
+    counts = {v: sum(t.verdict == v for t in targets) for v in (PASS, MISS, NA)}
+    text = f"bench: {counts[PASS]} PASS, {counts[MISS]} MISS, {counts[NA]} n/a"
+    if locked:
+        text += " (kernel audit LOCKED: connect/exec comparison not possible)"
+    if state_ok is not None:
+        text += "; kernel audit state restored" if state_ok else "; KERNEL AUDIT STATE DIFFERS"
+    return text
+
+
+# -- sections -------------------------------------------------------------------------------
+
+
+def storms_section(runs: Sequence[RunResult]) -> str:
+    baseline = {s.kind: s.rate for r in runs if r.consumer == NO_RULES for s in r.storms}
+    rows = []
+    for run in runs:
+        if run.error:
+            rows.append([run.consumer, "FAILED", None, None, None, "-", "-", None, None])
+            continue
+        for s in run.storms:
+            base = baseline.get(s.kind)
+            rows.append(
+                [
+                    s.consumer,
+                    s.kind,
+                    s.calls,
+                    f"{s.seconds:.3f}",
+                    round(s.rate),
+                    ratio_text(s.rate / base) if base and run.consumer != NO_RULES else "-",
+                    ratio_text(rate_ratio(runs, s.kind)) if s.consumer == OURS_UNICAST else "-",
+                    s.errors,
+                    s.kernel_lost,
+                ]
+            )
+    header = [
+        "consumer",
+        "storm",
+        "calls",
+        "seconds",
+        "calls/s",
+        "vs no rules",
+        "ours/auditd",
+        "errors",
+        "kernel lost",
+    ]
+    return "Storms (calls/s as the storm process saw it)\n" + format_table(header, rows)
+
+
+def losses_section(runs: Sequence[RunResult], capacity: int) -> str:
+    rows = []
+    for run in runs:
+        for s in run.storms:
+            if s.ours is None and s.auditd_events is None:
+                continue
+            c = s.ours.counters if s.ours else {}
+            rows.append(
+                [
+                    s.consumer,
+                    s.kind,
+                    s.calls,
+                    s.kernel_lost,
+                    c.get("enobufs"),
+                    c.get("ring_evicted"),
+                    unexpected_evictions(s, capacity) if s.ours else None,
+                    c.get("events_timed_out"),
+                    c.get("events_dropped_inflight"),
+                    c.get("parse_errors"),
+                    c.get("serial_gaps"),
+                    c.get("records_received"),
+                    s.ours.visible if s.ours else None,
+                    s.auditd_events,
+                ]
+            )
+    header = [
+        "consumer",
+        "storm",
+        "calls",
+        "kernel lost",
+        "ENOBUFS",
+        "ring evicted",
+        "not capacity",
+        "timeouts",
+        "in-flight drops",
+        "parse errors",
+        "serial gaps",
+        "records",
+        "rows visible",
+        "auditd log",
+    ]
+    text = "Loss and completeness (deltas over each storm; rows visible = our table, via SQL)\n"
+    if not rows:
+        return text + "  (no consumer ran)"
+    return text + format_table(header, rows)
+
+
+def cost_section(runs: Sequence[RunResult]) -> str:
+    rows = []
+    for run in runs:
+        for s in run.storms:
+            if s.ours is None and s.auditd_cpu_seconds is None:
+                continue
+            o = s.ours
+            rows.append(
+                [
+                    s.consumer,
+                    s.kind,
+                    o.events if o else None,
+                    round(o.cpu_seconds, 2) if o else None,
+                    o.cpu_us_per_event if o else None,
+                    round(o.rss_delta_bytes / 1048576, 1) if o else None,
+                    o.rss_bytes_per_buffered_event if o else None,
+                    s.auditd_cpu_us_per_event,
+                ]
+            )
+    header = [
+        "consumer",
+        "storm",
+        "events",
+        "ours CPU s",
+        "ours CPU us/event",
+        "ours RSS +MiB",
+        "ours RSS B/buffered event",
+        "auditd CPU us/event",
+    ]
+    text = "Cost (our extension process alone, /proc/PID/stat and statm; auditd by its pid)\n"
+    if not rows:
+        return text + "  (no consumer ran)"
+    return text + format_table(header, rows)
+
+
+def ring_section(ring: Sequence[TableFigures], runs: Sequence[RunResult]) -> str:
+    rows = [
+        [
+            f.table,
+            f.events,
+            f.pipeline_us_per_event,
+            f.rss_bytes_per_event,
+            f.pid_rows,
+            round(f.generate_pid_ms, 2),
+            round(f.generate_full_ms, 1),
+            round(f.sql_pid_ms, 2),
+            round(f.sql_count_ms, 1),
+        ]
+        for f in ring
+    ]
+    header = [
+        "table",
+        "events",
+        "pipeline us/event",
+        "RSS B/event",
+        "pid rows",
+        "generate pid ms",
+        "generate full ms",
+        "SQL pid ms",
+        "SQL count(*) ms",
+    ]
+    text = (
+        "Ring, query and memory (in-process: record text -> parse -> coalesce -> rows -> ring;"
+        " SQL on an embedded core; best of several runs)\n"
+    )
+    text += format_table(header, rows) if rows else "  (not measured)"
+    queries = [r.queries for r in runs if r.queries is not None]
+    if queries:
+        q_rows = [
+            [
+                q.table,
+                q.buffered,
+                q.capacity,
+                q.pid_rows,
+                round(q.pid_ms, 2),
+                round(q.count_ms, 1),
+                q.count,
+            ]
+            for q in queries
+        ]
+        q_header = [
+            "table",
+            "rows",
+            "capacity",
+            "pid rows",
+            "SQL pid ms",
+            "SQL count(*) ms",
+            "count",
+        ]
+        text += "\n\nQueries through the real extension (Thrift) over the ring the storm filled\n"
+        text += format_table(q_header, q_rows)
+    return text
+
+
+def targets_section(targets: Sequence[Target]) -> str:
+    rows = [[f"[{t.verdict}]", t.name, t.goal, t.value, t.note] for t in targets]
+    return "Targets\n" + format_table(["verdict", "target", "goal", "measured", "note"], rows)
+
+
+def to_jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
+
+
+def json_text(document: dict[str, Any]) -> str:
+    return json.dumps(to_jsonable(document), indent=2, sort_keys=False) + "\n"

@@ -1,0 +1,276 @@
+"""Ring, query and memory figures in-process, with no kernel rules needed.
+
+Realistic record text (the kernel's formats for an execve and a refused connect) goes
+through the real path: records.parse_record -> Coalescer -> AuditService.route_events
+(rows.process_row / socket_row) -> EventRing. Then a pid-filtered query and a full count(*)
+are timed through EventTable.generate directly and through SQL on an embedded core
+(LocalTableSource: the plugin handler's row encoding, then SQLite), and the resident memory
+the rows added is divided by the rows buffered.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..coalesce import Coalescer
+from ..core.manager import EmbeddedCore
+from ..plugin import EQUALS, Constraint, ConstraintList, QueryContext
+from ..records import (
+    AUDIT_CWD,
+    AUDIT_EOE,
+    AUDIT_EXECVE,
+    AUDIT_PATH,
+    AUDIT_PROCTITLE,
+    AUDIT_SOCKADDR,
+    AUDIT_SYSCALL,
+    parse_record,
+)
+from ..ring import EventRing
+from ..service import AuditService
+from ..table_plugins import EventTable
+from .extension_run import BENCH_KEY, bench_settings
+from .procstat import sample
+
+Records = list[tuple[int, bytes]]
+
+# Programs an exec event runs: comm, exe, argument templates ({n} is the event number).
+PROGRAMS = (
+    ("git", "/usr/bin/git", ("git", "-C", "/home/alice/src/project{m}", "status", "--short")),
+    ("curl", "/usr/bin/curl", ("curl", "-fsS", "https://api.example.com/v1/items/{n}")),
+    ("python3", "/usr/bin/python3.11", ("python3", "/opt/app/worker.py", "--job", "{n}")),
+    ("ls", "/usr/bin/ls", ("ls", "-la", "/var/log/app{m}")),
+    ("grep", "/usr/bin/grep", ("grep", "-r", "error {n}", "/var/log/syslog")),
+    ("sed", "/usr/bin/sed", ("sed", "-i", "s/old{n}/new/", "/etc/app/app.conf")),
+    ("ssh", "/usr/bin/ssh", ("ssh", "-o", "BatchMode=yes", "deploy@10.0.{m}.7", "uptime")),
+    ("bash", "/usr/bin/bash", ("bash", "-c", "echo job {n} && sleep 0")),
+    ("cat", "/usr/bin/cat", ("cat", "/proc/{n}/status")),
+    ("systemctl", "/usr/bin/systemctl", ("systemctl", "is-active", "app{m}.service")),
+    ("node", "/usr/bin/node", ("node", "/srv/web/server.js", "--port", "{n}")),
+    ("tar", "/usr/bin/tar", ("tar", "czf", "/backup/home-{n}.tgz", "/home/alice")),
+)
+CWDS = ("/home/alice", "/home/alice/src/project", "/", "/var/lib/app", "/tmp", "/root")
+LOADER = "/lib64/ld-linux-x86-64.so.2"
+CONNECTERS = (
+    ("curl", "/usr/bin/curl"),
+    ("python3", "/usr/bin/python3.11"),
+    ("ssh", "/usr/bin/ssh"),
+)
+EVENTS_PER_SECOND = 2000  # spacing of the synthetic timestamps
+PIDS = 40_000  # distinct pids cycled through; a pid gets ~3 events in a row
+
+
+def _quoted(text: str) -> str:
+    """An untrusted string as the kernel logs it: quoted, or hex when it must be."""
+    data = text.encode()
+    if any(b == 0x22 or b < 0x21 or b > 0x7E for b in data):
+        return data.hex().upper()
+    return f'"{text}"'
+
+
+def _header(sec: int, msec: int, serial: int) -> str:
+    return f"audit({sec}.{msec:03d}:{serial}): "
+
+
+def _task(n: int, comm: str, exe: str, uid: int) -> tuple[int, str]:
+    """(pid, the task part of a SYSCALL record) for event n."""
+    pid = 10_000 + (n // 3) % PIDS
+    ses = 3 if uid else 4294967295
+    auid = uid if uid else 4294967295
+    ids = " ".join(f"{name}={uid}" for name in ("uid", "gid", "euid", "suid", "fsuid"))
+    ids += " " + " ".join(f"{name}={uid}" for name in ("egid", "sgid", "fsgid"))
+    text = (
+        f"ppid={pid - 1} pid={pid} auid={auid} {ids} tty={'pts0' if uid else '(none)'} "
+        f'ses={ses} comm="{comm}" exe="{exe}" subj=unconfined key="{BENCH_KEY}"'
+    )
+    return pid, text
+
+
+def exec_event_records(n: int, sec: int, msec: int, serial: int) -> Records:
+    """The records of one execve, as the kernel sends them (SYSCALL ... PROCTITLE, EOE)."""
+    comm, exe, template = PROGRAMS[n % len(PROGRAMS)]
+    args = [arg.format(n=n, m=n % 17) for arg in template]
+    uid = 1000 if n % 4 else 0
+    _pid, task = _task(n, comm, exe, uid)
+    head = _header(sec, msec, serial)
+    syscall = (
+        f"arch=c000003e syscall=59 success=yes exit=0 a0=55d1f0c1e6b0 a1=55d1f0c1e5f0 "
+        f"a2=55d1f0c24fb0 a3=8 items=2 {task}"
+    )
+    execve = f"argc={len(args)} " + " ".join(f"a{i}={_quoted(a)}" for i, a in enumerate(args))
+    path_tail = "dev=fe:01 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL"
+    caps = "cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0"
+    title = "\0".join(args).encode()[:128]
+    return [
+        (AUDIT_SYSCALL, (head + syscall).encode()),
+        (AUDIT_EXECVE, (head + execve).encode()),
+        (AUDIT_CWD, (head + f" cwd={_quoted(CWDS[n % len(CWDS)])}").encode()),
+        (
+            AUDIT_PATH,
+            (head + f'item=0 name="{exe}" inode={1_300_000 + n % 977} {path_tail} {caps}').encode(),
+        ),
+        (AUDIT_PATH, (head + f'item=1 name="{LOADER}" inode=1311020 {path_tail} {caps}').encode()),
+        (AUDIT_PROCTITLE, (head + f"proctitle={title.hex().upper()}").encode()),
+        (AUDIT_EOE, head.encode()),
+    ]
+
+
+def connect_event_records(n: int, sec: int, msec: int, serial: int) -> Records:
+    """The records of one refused IPv4 connect (SYSCALL, SOCKADDR, PROCTITLE, EOE)."""
+    comm, exe = CONNECTERS[n % len(CONNECTERS)]
+    _pid, task = _task(n, comm, exe, 1000)
+    head = _header(sec, msec, serial)
+    syscall = (
+        f"arch=c000003e syscall=42 success=no exit=-111 a0={3 + n % 20:x} a1=7ffc4b1e2a10 "
+        f"a2=10 a3=0 items=0 {task}"
+    )
+    port = 1024 + n % 50_000
+    saddr = f"0200{port:04X}0A{n % 250:02X}{(n >> 8) % 250:02X}07" + "0" * 16
+    title = f"{comm}\0https://10.0.0.{n % 250}:{port}/".encode()
+    return [
+        (AUDIT_SYSCALL, (head + syscall).encode()),
+        (AUDIT_SOCKADDR, (head + f"saddr={saddr}").encode()),
+        (AUDIT_PROCTITLE, (head + f"proctitle={title.hex().upper()}").encode()),
+        (AUDIT_EOE, head.encode()),
+    ]
+
+
+def synthetic_records(
+    make: Callable[[int, int, int, int], Records], count: int, start: float, first_serial: int
+) -> Iterator[tuple[int, bytes]]:
+    """`count` events' records, EVENTS_PER_SECOND apart from `start` (epoch seconds)."""
+    for n in range(count):
+        when = start + n / EVENTS_PER_SECOND
+        sec = int(when)
+        yield from make(n, sec, int((when - sec) * 1000), first_serial + n)
+
+
+@dataclass
+class TableFigures:
+    """One table's figures over a full ring."""
+
+    table: str
+    events: int  # rows buffered
+    pipeline_us_per_event: float  # CPU of parse -> coalesce -> rows -> ring, per event
+    rss_bytes_per_event: float
+    pid_rows: int  # rows the pid-filtered query returns
+    generate_pid_ms: float
+    generate_full_ms: float
+    sql_pid_ms: float
+    sql_count_ms: float
+    sql_count: int  # what count(*) said: must be `events`
+
+
+def fill(service: AuditService, make: Callable[..., Records], count: int) -> None:
+    """Push `count` synthetic events through records -> coalescer -> rows -> ring."""
+    coalescer = Coalescer(
+        timeout=service.settings.reader.event_timeout,
+        max_inflight=service.settings.reader.max_inflight,
+    )
+    start = time.time() - count / EVENTS_PER_SECOND - 5  # all well inside the ring's expiry
+    route = service.route_events
+    for msg_type, payload in synthetic_records(make, count, start, 1_000_000):
+        done = coalescer.add(parse_record(msg_type, payload))
+        if done:
+            route(done)
+    leftover = coalescer.flush()
+    if leftover:
+        route(leftover)
+
+
+def pid_context(pid: int) -> QueryContext:
+    """The context core sends for `WHERE pid = <pid>`."""
+    return QueryContext(columns={"pid": ConstraintList("INTEGER", (Constraint(EQUALS, str(pid)),))})
+
+
+def best_of(repeat: int, run: Callable[[], int]) -> tuple[float, int]:
+    """Best wall time in seconds of `repeat` runs, and what the last run returned."""
+    best = float("inf")
+    result = 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def measure_table(
+    name: str,
+    ring: EventRing,
+    core: EmbeddedCore,
+    pid: int,
+    repeat: int,
+    pipeline_seconds: float,
+    rss_delta: int,
+) -> TableFigures:
+    table = EventTable(name, ring)
+    context = pid_context(pid)
+    gen_pid, pid_rows = best_of(repeat, lambda: len(list(table.generate(context))))
+    gen_full, _ = best_of(repeat, lambda: len(list(table.generate(QueryContext()))))
+    sql_pid, sql_rows = best_of(
+        repeat, lambda: len(core.query(f"SELECT * FROM {name} WHERE pid = {pid}").rows)
+    )
+    full_repeat = max(2, repeat // 2)
+    sql_count_s, count = best_of(
+        full_repeat,
+        lambda: int(core.query(f"SELECT count(*) AS n FROM {name}").rows[0]["n"]),
+    )
+    events = len(ring)
+    if sql_rows != pid_rows:
+        raise AssertionError(
+            f"{name}: SQL returned {sql_rows} rows for pid {pid}, generate {pid_rows}"
+        )
+    return TableFigures(
+        table=name,
+        events=events,
+        pipeline_us_per_event=pipeline_seconds / events * 1e6 if events else 0.0,
+        rss_bytes_per_event=rss_delta / events if events else 0.0,
+        pid_rows=pid_rows,
+        generate_pid_ms=gen_pid * 1000,
+        generate_full_ms=gen_full * 1000,
+        sql_pid_ms=sql_pid * 1000,
+        sql_count_ms=sql_count_s * 1000,
+        sql_count=count,
+    )
+
+
+def ring_bench(
+    events: int, workdir: Path, repeat: int = 7, progress: Callable[[str], None] = print
+) -> list[TableFigures]:
+    """Fill process_events and socket_events rings with `events` each; time and weigh them."""
+    service = AuditService(bench_settings("unicast", events))
+    measured: dict[str, tuple[float, int]] = {}
+    for name, make in (
+        ("process_events", exec_event_records),
+        ("socket_events", connect_event_records),
+    ):
+        progress(f"ring: filling {name} with {events} events through the real pipeline")
+        gc.collect()
+        before = sample()
+        cpu = time.process_time()
+        fill(service, make, events)
+        cpu = time.process_time() - cpu
+        gc.collect()
+        after = sample()
+        measured[name] = (cpu, after.rss_bytes - before.rss_bytes)
+    core = EmbeddedCore(str(workdir / "ring.em"), builtin_tables=False)
+    core.add_table(EventTable("process_events", service.process_ring))
+    core.add_table(EventTable("socket_events", service.socket_ring))
+    # A pid from the middle of the ring: a few events of one process among `events`.
+    pid = 10_000 + (events // 2 // 3) % PIDS
+    figures = []
+    for name, ring in (
+        ("process_events", service.process_ring),
+        ("socket_events", service.socket_ring),
+    ):
+        progress(f"ring: timing queries over {name} (best of {repeat})")
+        cpu, rss = measured[name]
+        figures.append(measure_table(name, ring, core, pid, repeat, cpu, rss))
+    return figures
+
+
+def figures_dict(figures: list[TableFigures]) -> list[dict[str, object]]:
+    return [asdict(f) for f in figures]
