@@ -201,7 +201,7 @@ def split_fields(body: str) -> dict[str, str]:
         fields: dict[str, str] = {}
         for word in body.split():
             key, sep, value = word.partition("=")
-            if sep:
+            if sep and key:
                 if value[:1] == '"' and (len(value) == 1 or value[-1] != '"'):
                     break  # a double-quoted value holding a space: take the careful path
                 fields[key] = value
@@ -272,13 +272,24 @@ def execve_argv(records: Iterable[Record]) -> Argv:
     Arguments are placed by their index (a10 after a9), split arguments are joined by chunk
     index, and each chunk is decoded on its own (quoted or hex). Never raises.
     """
-    argc: int | None = None
+    records = list(records)
+    if len(records) == 1:  # the common case: one record, every argument whole
+        fields = records[0].fields
+        argc = parse_decimal(fields.get("argc"))
+        if argc is not None and len(fields) == argc + 1:
+            try:
+                raws = [fields[f"a{i}"] for i in range(argc)]
+            except KeyError:
+                pass
+            else:
+                return Argv([decode_value(raw) or b"" for raw in raws], True)
+    argc = None
     whole: dict[int, str] = {}
     chunks: dict[int, dict[int, str]] = {}
     lengths: dict[int, int] = {}
     for record in records:
         for key, raw in record.fields.items():
-            if key[0] != "a":
+            if key[:1] != "a":
                 continue
             if key == "argc":
                 if argc is None:

@@ -5,9 +5,11 @@ for O(1) appends and, for a query, for two bisections and one slice copy; filter
 after the lock is released.
 
 Rows are stored as tuples in column order. Strings that repeat across events (exe, comm,
-path, cwd, key, syscall, addresses ...) are interned, so each row owns only its unique
-values: measured about 0.85 KiB per process_events row with realistic values (tuple of 45
-slots, a handful of ints beyond the small-int cache, unique cmdline and argv strings).
+path, cwd, key, syscall, addresses ...) are interned and repeated ints (ids, times) shared,
+so each row owns only its unique values: the 45-slot tuple (~370 B), eid, serial, time_ms
+and pid, and its cmdline and argv strings. Measured: 100,000 process_events rows built from
+realistic execve events (200 executables, 500 cwds, 2-7 arguments) take 79 MB of RSS, about
+0.8 KiB per row.
 
 eids are ints, assigned 1, 2, 3 ... per ring in append order; eviction removes from the
 front, so the ring always holds a contiguous eid range and an eid maps to an index by

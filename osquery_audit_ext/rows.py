@@ -87,10 +87,15 @@ def display_text(data: bytes | None) -> str | None:
         return data.decode("utf-8", "backslashreplace")
 
 
+@functools.lru_cache(maxsize=4096)
+def _raw_text(raw: str) -> str | None:
+    """An untrusted-string value as display text (cached: exe, comm, cwd repeat a lot)."""
+    return display_text(decode_value(raw))
+
+
 def _field_text(fields: dict[str, str], key: str) -> str | None:
-    """An untrusted-string field as display text."""
     raw = fields.get(key)
-    return None if raw is None else display_text(decode_value(raw))
+    return None if raw is None else _raw_text(raw)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -118,11 +123,14 @@ def _surrogate_escape(match: re.Match[str]) -> str:
 def argv_columns(args: list[bytes]) -> tuple[str, str, int]:
     """(cmdline, argv JSON, cmdline_size) for a list of arguments."""
     texts = [arg.decode("utf-8", "surrogateescape") for arg in args]
+    size = sum(len(arg) for arg in args) + max(len(args) - 1, 0)
+    if all(texts) and _QUOTE_NEEDED.search("".join(texts)) is None:
+        # No argument needs quoting, so none needs a JSON escape either.
+        return " ".join(texts), '["' + '", "'.join(texts) + '"]' if texts else "[]", size
     cmdline = " ".join(quote_arg(text) for text in texts)
     argv = json.dumps(texts, ensure_ascii=False)
     if _SURROGATE.search(argv) is not None:
         argv = _SURROGATE.sub(_surrogate_escape, argv)
-    size = sum(len(arg) for arg in args) + max(len(args) - 1, 0)
     return cmdline, argv, size
 
 
@@ -131,8 +139,10 @@ def _uptime(event: Event, boot_time: float) -> int | None:
     return uptime if uptime >= 0 else None
 
 
-def _keys(syscall: Record) -> str | None:
-    keys = decode_keys(syscall.raw("key"))
+@functools.lru_cache(maxsize=256)
+def _keys(raw: str | None) -> str | None:
+    """The `key=` field as the key column: rule keys joined by commas, None for (null)."""
+    keys = decode_keys(raw)
     if not keys:
         return None
     return ",".join(display_text(key) or "" for key in keys)
@@ -140,7 +150,10 @@ def _keys(syscall: Record) -> str | None:
 
 def _syscall(event: Event) -> tuple[Record, str, int] | None:
     """The SYSCALL record, the syscall's name and the audit arch value of an event."""
-    record = event.first(AUDIT_SYSCALL)
+    records = event.records
+    record = records[0] if records and records[0].type == AUDIT_SYSCALL else None
+    if record is None:
+        record = event.first(AUDIT_SYSCALL)
     if record is None:
         return None
     audit_arch = record.hexint("arch")
@@ -159,7 +172,7 @@ def _executable(paths: list[Record]) -> Record | None:
 
 
 def _exec_path(
-    path_record: Record | None, cwd: bytes | None, syscall: Record, name: str
+    path_record: Record | None, cwd: bytes | None, syscall: Record, name: str, audit_arch: int
 ) -> bytes | None:
     """Absolute path of the executed file: PATH item 0's name, made absolute with the cwd.
 
@@ -174,7 +187,7 @@ def _exec_path(
         return file
     if name == "execveat":
         dirfd = syscall.hexint("a0")
-        if dirfd is None or _signed(dirfd, syscall) != AT_FDCWD:
+        if dirfd is None or _signed(dirfd, audit_arch) != AT_FDCWD:
             return exe
     if not cwd:
         return exe
@@ -183,9 +196,9 @@ def _exec_path(
     return cwd.rstrip(b"/") + b"/" + file
 
 
-def _signed(value: int, syscall: Record) -> int:
+def _signed(value: int, audit_arch: int) -> int:
     """A register value (a0..a3) as a signed long of the event's ABI."""
-    bits = 64 if _arch_token(syscall.hexint("arch") or 0) == "b64" else 32
+    bits = 64 if _arch_token(audit_arch) == "b64" else 32
     return value - (1 << bits) if value >= 1 << (bits - 1) else value
 
 
@@ -232,17 +245,26 @@ def process_row(event: Event, boot_time: float, *, include_failed: bool = False)
             parent = pid
         pid = exit_code if success and exit_code is not None and exit_code > 0 else None
     if kind == "exec":
-        cwd_record = event.first(AUDIT_CWD)
+        execve: list[Record] = []
+        paths: list[Record] = []
+        cwd_record = None
+        for record in event.records:
+            record_type = record.type
+            if record_type == AUDIT_EXECVE:
+                execve.append(record)
+            elif record_type == AUDIT_PATH:
+                paths.append(record)
+            elif record_type == AUDIT_CWD:
+                cwd_record = cwd_record or record
         cwd_data = cwd_record.data("cwd") if cwd_record is not None else None
         cwd = display_text(cwd_data)
-        path_record = _executable(event.all(AUDIT_PATH))
-        path = _exec_path(path_record, cwd_data, syscall, name)
+        path_record = _executable(paths)
+        path = _exec_path(path_record, cwd_data, syscall, name, audit_arch)
         if path_record is not None:
             path_fields = path_record.fields
             mode = path_fields.get("mode")
             owner_uid = parse_ident(path_fields.get("ouid"))
             owner_gid = parse_ident(path_fields.get("ogid"))
-        execve = event.all(AUDIT_EXECVE)
         if execve:
             argv = execve_argv(execve)
         elif success:
@@ -253,7 +275,6 @@ def process_row(event: Event, boot_time: float, *, include_failed: bool = False)
         path = syscall.data("exe")
         argv = _proctitle(event)
     cmdline, argv_json, cmdline_size = argv_columns(argv.args)
-    f = syscall.fields
     return {
         "pid": pid,
         "path": display_text(path),
@@ -291,7 +312,7 @@ def process_row(event: Event, boot_time: float, *, include_failed: bool = False)
         "ses": parse_ident(f.get("ses")),
         "success": 1 if success else 0,
         "exit": exit_code,
-        "key": _keys(syscall),
+        "key": _keys(f.get("key")),
         "arch": _arch_token(audit_arch),
         "time_ms": event.sec * 1000 + event.msec,
         "serial": event.serial,
@@ -383,7 +404,7 @@ def socket_row(event: Event, boot_time: float) -> dict | None:
         "euid": parse_ident(f.get("euid")),
         "syscall": name,
         "exit": exit_code,
-        "key": _keys(syscall),
+        "key": _keys(f.get("key")),
         "time_ms": event.sec * 1000 + event.msec,
         "serial": event.serial,
     }
