@@ -62,7 +62,8 @@ class EventRing:
 
     `capacity` bounds the row count (oldest evicted first). `expiry` (seconds) bounds age:
     a row whose own `time` is more than `expiry` before the clock is evicted, oldest
-    first. The clock defaults to time.time; pass another for deterministic tests.
+    first; 0 turns age eviction off (as osquery's events_expiry=0). The clock defaults to
+    time.time; pass another for deterministic tests.
     """
 
     def __init__(
@@ -74,8 +75,6 @@ class EventRing:
     ) -> None:
         if capacity < 1:
             raise ValueError("ring capacity must be at least 1")
-        if expiry <= 0:
-            raise ValueError("ring expiry must be positive")
         self.columns = tuple(columns)
         for required in ("eid", "time", "pid"):
             if required not in self.columns:
@@ -195,6 +194,8 @@ class EventRing:
             self._start = 0
 
     def _expire_locked(self, now: float) -> None:
+        if self.expiry <= 0:
+            return
         cutoff = now - self.expiry
         rows = self._rows
         index = self._time_index

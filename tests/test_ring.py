@@ -75,6 +75,13 @@ def test_age_eviction_uses_the_rows_own_time() -> None:
     assert ring.append(row(4, 1050)) == 4  # eids keep counting after the ring emptied
 
 
+def test_zero_expiry_keeps_rows_of_any_age() -> None:
+    ring = EventRing(COLUMNS, capacity=2, expiry=0, clock=Clock(10**9))
+    ring.append(row(1, 1))
+    ring.expire()
+    assert field(ring.query(), "pid") == [1] and ring.evicted == 0
+
+
 def test_eid_bounds() -> None:
     ring = EventRing(COLUMNS, capacity=5, expiry=3600, clock=Clock())
     for pid in range(1, 9):
@@ -124,8 +131,6 @@ def test_compaction_keeps_eids_and_order() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         EventRing(COLUMNS, capacity=0, expiry=1)
-    with pytest.raises(ValueError):
-        EventRing(COLUMNS, capacity=1, expiry=0)
     with pytest.raises(ValueError):
         EventRing(("pid", "time"), capacity=1, expiry=1)
 
