@@ -182,9 +182,14 @@ def parse_record(msg_type: int, payload: bytes) -> Record:
     match = _HEADER.match(payload)
     if match is None:
         raise RecordParseError(f"not an audit record: {payload[:48]!r}")
+    if msg_type.__class__ is not int:
+        try:
+            msg_type = int(msg_type)
+        except (TypeError, ValueError) as exc:
+            raise RecordParseError(f"record type is not a number: {msg_type!r}") from exc
     body = payload[match.end() :].rstrip(b"\x00\n")
     return Record(
-        int(msg_type),
+        msg_type,
         int(match.group(1)),
         int(match.group(2)),
         int(match.group(3)),

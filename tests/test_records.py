@@ -175,9 +175,11 @@ def test_malformed_headers_raise_record_parse_error(payload: bytes) -> None:
         parse_record(1300, payload)
 
 
-def test_non_bytes_payload_is_a_record_parse_error() -> None:
+def test_non_bytes_payload_or_type_is_a_record_parse_error() -> None:
     with pytest.raises(RecordParseError):
         parse_record(1300, "audit(1.000:1): a=1")  # type: ignore[arg-type]
+    with pytest.raises(RecordParseError):
+        parse_record(None, b"audit(1.000:1): a=1")  # type: ignore[arg-type]
 
 
 @given(st.binary(max_size=300))
