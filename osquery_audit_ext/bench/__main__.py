@@ -172,6 +172,14 @@ def restore_and_compare(before: KernelSnapshot | None) -> tuple[bool | None, lis
     except AuditExtError as exc:
         return False, [*notes, f"could not check kernel state: {exc}"]
     differences = before.differences(after)
+    for line in differences:
+        word = line.rsplit(" ", 1)[-1]
+        if (
+            line.startswith("auditctl -s: - pid ")
+            and word != "0"
+            and not os.path.exists(f"/proc/{word}")
+        ):
+            notes.append(f"pid {word} held the audit pid before the run and has since exited")
     return not differences, notes + differences
 
 
@@ -188,11 +196,11 @@ def run_bench(args: argparse.Namespace) -> int:
         settings = bench_settings("unicast", args.ring)
         rules = encode_rule_texts(desired_rule_texts(settings))
         try:
-            status_text, status = status_line()
-            before = snapshot()
             leftover = remove_rules_with_key(BENCH_KEY)
             if leftover:
                 progress(f"removed {leftover} {BENCH_KEY} rule(s) left by an earlier run")
+            status_text, status = status_line()
+            before = snapshot()
             locked = rules_locked(rules[0])
         except AuditExtError as exc:
             kernel_problem = str(exc)

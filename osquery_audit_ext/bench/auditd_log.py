@@ -38,13 +38,14 @@ def count_storm_events(
     counts = dict.fromkeys(wanted, 0)
     numbers = {kind: storm_syscall(kind, machine) for kind in wanted}
     key_bytes = key.encode()
+    key_hex = key_bytes.hex().upper()  # several keys are logged hex encoded, 0x01 joined
     usermsg = wanted.get("usermsg")
     for line in lines:
         head, sep, text = line.partition(" msg=")
         if not sep:
             continue
         if head == "type=SYSCALL":
-            if key not in text:
+            if key not in text and key_hex not in text:
                 continue
             record = _record(AUDIT_SYSCALL, text)
             if record is None or key_bytes not in decode_keys(record.raw("key")):

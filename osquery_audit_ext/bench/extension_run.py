@@ -18,6 +18,7 @@ from ..core.sql import SQLError
 from ..settings import CONFIG_ENV, Settings, settings_from_dict
 from . import BenchError
 from .procstat import ProcSample, sample
+from .settle import wait_settled
 
 BENCH_KEY = "oae_bench"
 REGISTER_TIMEOUT = 60.0
@@ -98,19 +99,14 @@ class ExtensionUnderTest:
             best = min(best, time.perf_counter() - start)
         return best, rows
 
-    def wait_drained(self, timeout: float, settle: float = 1.0) -> bool:
-        """Wait until records_received stops growing for `settle` s; False on timeout."""
-        deadline = time.monotonic() + timeout
-        last = self.counters()["records_received"]
-        stable_since = time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.25)
-            now = self.counters()["records_received"]
-            if now != last:
-                last, stable_since = now, time.monotonic()
-            elif time.monotonic() - stable_since >= settle:
-                return True
-        return False
+    def wait_drained(self, timeout: float, settle: float = 1.0, trickle: int = 200) -> bool:
+        """Wait until records_received grows by at most `trickle` records in `settle` s."""
+        return wait_settled(
+            lambda: self.counters()["records_received"],
+            settle=settle,
+            trickle=trickle,
+            timeout=timeout,
+        )
 
 
 @contextlib.contextmanager

@@ -172,8 +172,3 @@ def audit_pid_holder() -> int:
 def kernel_lost() -> int:
     with AuditControl() as control:
         return control.get_status().lost
-
-
-def kernel_backlog() -> int:
-    with AuditControl() as control:
-        return control.get_status().backlog

@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..control import AuditControl
 from . import BenchError
 from .auditd import PrivateAuditd
 from .auditd_log import count_storm_events, read_log_lines
 from .extension_run import BENCH_KEY, ExtensionUnderTest, running_extension
-from .kernel_state import audit_pid_holder, installed_rules, kernel_backlog, kernel_lost
+from .kernel_state import audit_pid_holder, installed_rules, kernel_lost
 from .procstat import sample
+from .settle import wait_settled
 from .storm import Storm, StormResult
 
 DRAIN_TIMEOUT = 300.0  # seconds a consumer may take to catch up after a storm
@@ -127,26 +129,22 @@ class RunResult:
 def wait_backlog_empty(timeout: float = DRAIN_TIMEOUT) -> bool:
     """Wait until the kernel has handed every queued record to the audit daemon."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if kernel_backlog() == 0:
-            return True
-        time.sleep(0.1)
+    with AuditControl() as control:  # one socket: each new one is a bind our rules audit
+        while time.monotonic() < deadline:
+            if control.get_status().backlog == 0:
+                return True
+            time.sleep(0.1)
     return False
 
 
-def wait_file_stable(path: Path, settle: float = 1.0, timeout: float = DRAIN_TIMEOUT) -> bool:
-    """Wait until a log file stops growing for `settle` seconds."""
-    deadline = time.monotonic() + timeout
-    last = -1
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        size = path.stat().st_size if path.exists() else 0
-        if size != last:
-            last, since = size, time.monotonic()
-        elif time.monotonic() - since >= settle:
-            return True
-        time.sleep(0.2)
-    return False
+def wait_log_settled(path: Path, timeout: float = DRAIN_TIMEOUT) -> bool:
+    """Wait until auditd's log grows by at most 64 KiB a second (it has caught up)."""
+    return wait_settled(
+        lambda: path.stat().st_size if path.exists() else 0,
+        trickle=65536,
+        timeout=timeout,
+        interval=0.2,
+    )
 
 
 # -- one storm ------------------------------------------------------------------------------
@@ -184,10 +182,13 @@ def storm_under(
     auditd_before = sample(auditd.pid) if auditd is not None else None
     result = plan.run_storm(kind)
     plan.progress(f"  {result.rate:,.0f} calls/s; waiting for the consumers to catch up")
+    started = time.monotonic()
     drained = wait_backlog_empty()
     ours_drained = ext.wait_drained(DRAIN_TIMEOUT) if ext is not None else True
     if auditd is not None:
-        wait_file_stable(auditd.log_path)
+        wait_log_settled(auditd.log_path)
+    if time.monotonic() - started > 5:
+        plan.progress(f"  consumers caught up after {time.monotonic() - started:.0f} s")
     figures = StormFigures(
         consumer=consumer,
         kind=kind,
@@ -281,7 +282,7 @@ def run_auditd(plan: BenchPlan, kinds: Sequence[str], *, add_rules: bool) -> Run
             for kind in kinds:
                 run.storms.append(storm_under(plan, AUDITD, kind, auditd=daemon))
         wait_backlog_empty()
-        wait_file_stable(daemon.log_path)
+        wait_log_settled(daemon.log_path)
         daemon.__exit__(None, None, None)  # stop it: its log is complete once it has exited
         count_auditd_events(plan, daemon, run.storms)
     return run
@@ -310,7 +311,7 @@ def run_ours(
                 run.queries = extension_queries(plan, ext)
         if daemon is not None:
             wait_backlog_empty()
-            wait_file_stable(daemon.log_path)
+            wait_log_settled(daemon.log_path)
             daemon.__exit__(None, None, None)
             count_auditd_events(plan, daemon, run.storms)
     holder = audit_pid_holder()
