@@ -25,7 +25,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 AUDIT_FIRST_EVENT = 1100  # message types below this are control replies, not records...
-AUDIT_USER = 1005  # ...except the old-style user message, logged as a record of its own
+RECORDS_BELOW_FIRST_EVENT = frozenset({1005, 1006})  # ...except AUDIT_USER and AUDIT_LOGIN
 AUDIT_REPLACE = 1329  # the kernel's liveness probe of the audit daemon: not an event
 
 
@@ -184,10 +184,11 @@ class AuditReader:
             if sock is None:
                 break
             message = sock.recv(wake)
+            now = self.clock()
             if message is not None:
                 msg_type, payload = message
                 if (
-                    msg_type >= AUDIT_FIRST_EVENT or msg_type == AUDIT_USER
+                    msg_type >= AUDIT_FIRST_EVENT or msg_type in RECORDS_BELOW_FIRST_EVENT
                 ) and msg_type != AUDIT_REPLACE:
                     stats.records_received += 1
                     try:
@@ -195,10 +196,9 @@ class AuditReader:
                     except RecordParseError:
                         stats.parse_errors += 1
                     else:
-                        done = coalescer.add(record)
+                        done = coalescer.add(record, now)
                         if done:
                             on_events(done)
-            now = self.clock()
             if now >= next_expire:
                 expired = coalescer.expire(now)
                 if expired:

@@ -103,7 +103,10 @@ def _section(cls: type, data: Any, where: str) -> Any:
         name: _check_type(f"{where}.{name}", value, getattr(defaults, name))
         for name, value in data.items()
     }
-    return cls(**values)
+    section = cls(**values)
+    if isinstance(section, RingSettings) and section.capacity < 1:
+        raise ConfigError(f"{where}.capacity: the ring must hold at least 1 event")
+    return section
 
 
 def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:

@@ -57,6 +57,7 @@ def test_defaults_match_osquery_flags():
         ({"control": {"failure": 3}}, "control.failure: expected an integer 0..2"),
         ({"reader": {"event_timeout": 0}}, "reader.event_timeout: expected a positive number"),
         ({"key": ""}, "key: must be 1 to 255 bytes"),
+        ({"ring": {"capacity": 0}}, "ring.capacity: the ring must hold at least 1 event"),
     ],
 )
 def test_bad_values_are_named(data, message):
