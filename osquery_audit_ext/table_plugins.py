@@ -108,7 +108,16 @@ class EventTable(Table):
             pids=set(pids) if pids else None,
         )
         i = self._eid_index
-        return [(*row[:i], str(row[i]).zfill(EID_WIDTH), *row[i + 1 :]) for row in rows]
+        used = context.cols_used
+        if used is None:
+            return [(*row[:i], str(row[i]).zfill(EID_WIDTH), *row[i + 1 :]) for row in rows]
+        # Send only the columns the query uses (count(*) uses none): most of the cost of a
+        # large answer is encoding and sending values nobody reads.
+        wanted = [(n, j) for j, n in enumerate(self.spec.column_names) if n in used]
+        return [
+            {n: (str(row[j]).zfill(EID_WIDTH) if j == i else row[j]) for n, j in wanted}
+            for row in rows
+        ]
 
 
 def audit_tables(service: AuditService) -> list[Table]:

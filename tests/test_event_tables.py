@@ -111,3 +111,12 @@ def test_values_keep_their_types(served):
     )
     assert row["t"] == "integer" and row["pid"] == "1000"
     assert row["cmdline"] == golden_process_rows()[0]["cmdline"]
+
+
+def test_only_used_columns_are_sent(served):
+    core, table, _rows = served
+    query(core, "SELECT count(*) FROM process_events")
+    assert set(table.generate(table.contexts[-1])[0]) == set()
+    query(core, "SELECT cmdline FROM process_events WHERE pid = 1002")
+    (first, *_) = table.generate(table.contexts[-1])
+    assert set(first) == {"cmdline", "pid"}
