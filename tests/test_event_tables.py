@@ -115,8 +115,11 @@ def test_values_keep_their_types(served):
 
 def test_only_used_columns_are_sent(served):
     core, table, _rows = served
+    # osquery declares index columns as the PRIMARY KEY of a WITHOUT ROWID table, so SQLite
+    # counts them as used in every query; nothing else is sent for count(*).
+    key = {"pid", "time", "eid"}
     query(core, "SELECT count(*) FROM process_events")
-    assert set(table.generate(table.contexts[-1])[0]) == set()
+    assert set(table.generate(table.contexts[-1])[0]) == key
     query(core, "SELECT cmdline FROM process_events WHERE pid = 1002")
     (first, *_) = table.generate(table.contexts[-1])
-    assert set(first) == {"cmdline", "pid"}
+    assert set(first) == {"cmdline", *key}
