@@ -22,11 +22,12 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..control import AuditControl
+from ..control import AuditControl, owner_process
 from ..errors import AuditExtError
 from ..managed_rules import desired_rule_texts
 from ..service import encode_rule_texts
@@ -41,6 +42,7 @@ from .kernel_state import (
     snapshot,
 )
 from .report import (
+    Target,
     all_targets,
     cost_section,
     json_text,
@@ -50,7 +52,7 @@ from .report import (
     summary_line,
     targets_section,
 )
-from .ringbench import ring_bench
+from .ringbench import TableFigures, ring_bench
 from .runs import BenchPlan, RunResult, run_auditd, run_no_rules, run_ours
 from .storm import Storm, build_storm, exec_target, refused_port
 
@@ -99,8 +101,10 @@ def machine_line() -> str:
 
 
 def status_line() -> tuple[str, dict[str, Any] | None]:
+    """The kernel's audit settings, who holds the audit pid, and how many rules are in."""
     with AuditControl() as control:
         s = control.get_status()
+        rules = len(control.list_rules())
     fields = {
         "enabled": s.enabled,
         "failure": s.failure,
@@ -109,8 +113,11 @@ def status_line() -> tuple[str, dict[str, Any] | None]:
         "backlog_limit": s.backlog_limit,
         "backlog_wait_time": s.backlog_wait_time,
         "lost": s.lost,
+        "rules": rules,
     }
     text = " ".join(f"{k}={v}" for k, v in fields.items())
+    if s.pid:
+        text += f" (audit pid held by {owner_process(s.pid) or 'an unknown process'})"
     return text, fields
 
 
@@ -183,66 +190,79 @@ def restore_and_compare(before: KernelSnapshot | None) -> tuple[bool | None, lis
     return not differences, notes + differences
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="oae-bench-"))
-    document: dict[str, Any] = {"options": vars(args).copy(), "machine": machine_line()}
-    runs: list[RunResult] = []
-    ring_figures = []
-    before: KernelSnapshot | None = None
-    locked = False
-    kernel_problem = None
-    print(f"osquery-audit-ext bench: {machine_line()}")
-    try:
-        settings = bench_settings("unicast", args.ring)
-        rules = encode_rule_texts(desired_rule_texts(settings))
-        try:
-            leftover = remove_rules_with_key(BENCH_KEY)
-            if leftover:
-                progress(f"removed {leftover} {BENCH_KEY} rule(s) left by an earlier run")
-            status_text, status = status_line()
-            before = snapshot()
-            locked = rules_locked(rules[0])
-        except AuditExtError as exc:
-            kernel_problem = str(exc)
-            status_text, status = "unavailable", None
-        document.update(kernel_status=status, locked=locked, kernel_problem=kernel_problem)
-        print(f"kernel audit: {status_text}; {len(rules)} rules with key {BENCH_KEY}")
-        if locked:
-            print(LOCKED_NOTICE)
-        if kernel_problem:
-            print(f"!! kernel audit unavailable ({kernel_problem}): in-process figures only")
-        print(flush=True)
-        if locked:
-            progress("kernel audit is LOCKED (enabled=2): running what needs no new rules")
+@dataclass
+class KernelView:
+    """Kernel audit as the benchmark found it."""
 
-        plan = None
-        storm = Storm(build_storm(workdir))
-        with refused_port() as port:
-            plan = BenchPlan(
-                calls=args.calls,
-                execs=args.execs,
-                usermsgs=args.usermsgs,
-                ring=args.ring,
-                repeat=args.repeat,
-                workdir=workdir,
-                storm=storm,
-                port=port,
-                exec_path=exec_target(),
-                rules=rules,
-                progress=progress,
-            )
-            if kernel_problem:
-                runs = [guarded("no rules", run_no_rules, plan, ("connect", "exec"))]
-            else:
-                runs = run_storms(plan, locked)
-        progress(f"ring: {args.ring} events per table")
-        ring_figures = ring_bench(args.ring, workdir, args.repeat, progress)
-    finally:
-        state_ok, state_notes = (
-            restore_and_compare(before) if kernel_problem is None else (None, [])
+    status_text: str = "unavailable"
+    status: dict[str, Any] | None = None
+    before: KernelSnapshot | None = None
+    locked: bool = False
+    problem: str | None = None  # why kernel audit cannot be used at all (not root ...)
+
+
+def inspect_kernel(probe_rule: bytes) -> KernelView:
+    """Clear rules a killed earlier run left, then record the state to restore and compare."""
+    try:
+        leftover = remove_rules_with_key(BENCH_KEY)
+        if leftover:
+            progress(f"removed {leftover} {BENCH_KEY} rule(s) left by an earlier run")
+        text, status = status_line()
+        return KernelView(text, status, snapshot(), rules_locked(probe_rule))
+    except AuditExtError as exc:
+        return KernelView(problem=str(exc))
+
+
+def print_header(kernel: KernelView, rule_texts: Sequence[str]) -> None:
+    print(f"osquery-audit-ext bench: {machine_line()}")
+    if kernel.locked:
+        print(LOCKED_NOTICE)
+    if kernel.problem:
+        print(f"!! kernel audit unavailable ({kernel.problem}): in-process figures only")
+    print(f"kernel audit: {kernel.status_text}")
+    print(f"benchmark rules (key {BENCH_KEY}; the same for auditd and ours):")
+    for text in rule_texts:
+        print(f"  {text}")
+    print(flush=True)
+
+
+def measure(
+    args: argparse.Namespace, kernel: KernelView, rules: Sequence[bytes], workdir: Path
+) -> tuple[list[RunResult], list[TableFigures]]:
+    """Every storm run, then the ring figures."""
+    if kernel.locked:
+        progress("kernel audit is LOCKED (enabled=2): running what needs no new rules")
+    storm = Storm(build_storm(workdir))
+    with refused_port() as port:
+        plan = BenchPlan(
+            calls=args.calls,
+            execs=args.execs,
+            usermsgs=args.usermsgs,
+            ring=args.ring,
+            repeat=args.repeat,
+            workdir=workdir,
+            storm=storm,
+            port=port,
+            exec_path=exec_target(),
+            rules=rules,
+            progress=progress,
         )
-        shutil.rmtree(workdir, ignore_errors=True)
-    targets = all_targets(runs, ring_figures, args.ring, locked)
+        if kernel.problem:
+            runs = [guarded("no rules", run_no_rules, plan, ("connect", "exec"))]
+        else:
+            runs = run_storms(plan, kernel.locked)
+    progress(f"ring: {args.ring} events per table")
+    return runs, ring_bench(args.ring, workdir, args.repeat, progress)
+
+
+def print_report(
+    runs: Sequence[RunResult],
+    ring_figures: Sequence[TableFigures],
+    targets: Sequence[Target],
+    args: argparse.Namespace,
+    state: tuple[bool | None, list[str]],
+    locked: bool,
+) -> None:
     sections = [
         storms_section(runs),
         losses_section(runs, args.ring),
@@ -254,19 +274,38 @@ def run_bench(args: argparse.Namespace) -> int:
     errors = [f"{r.consumer}: {r.error}" for r in runs if r.error]
     if errors:
         print("\nRuns that failed:\n" + "\n".join(f"  {e}" for e in errors))
-    state = {True: "matches", False: "DIFFERS from", None: "not compared with"}[state_ok]
-    print(f"\nKernel audit state (auditctl -s settings, auditctl -l): {state} the state before")
-    for note in state_notes:
+    state_ok, notes = state
+    verb = {True: "matches", False: "DIFFERS from", None: "not compared with"}[state_ok]
+    print(f"\nKernel audit state (auditctl -s settings, auditctl -l): {verb} the state before")
+    for note in notes:
         print(f"  {note}")
     print("\n" + summary_line(targets, locked, state_ok))
-    document.update(
-        runs=runs,
-        ring=ring_figures,
-        targets=targets,
-        kernel_state={"restored": state_ok, "notes": state_notes},
-        failed_runs=errors,
-    )
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    rule_texts = desired_rule_texts(bench_settings("unicast", args.ring))
+    rules = encode_rule_texts(rule_texts)
+    kernel = inspect_kernel(rules[0])
+    print_header(kernel, rule_texts)
+    workdir = Path(tempfile.mkdtemp(prefix="oae-bench-"))
+    try:
+        runs, ring_figures = measure(args, kernel, rules, workdir)
+    finally:
+        state = restore_and_compare(kernel.before) if kernel.problem is None else (None, [])
+        shutil.rmtree(workdir, ignore_errors=True)
+    targets = all_targets(runs, ring_figures, args.ring, kernel.locked)
+    print_report(runs, ring_figures, targets, args, state, kernel.locked)
     if args.json:
+        document = {
+            "options": vars(args),
+            "machine": machine_line(),
+            "kernel": kernel,
+            "runs": runs,
+            "ring": ring_figures,
+            "targets": targets,
+            "kernel_state": {"restored": state[0], "notes": state[1]},
+            "summary": summary_line(targets, kernel.locked, state[0]),
+        }
         Path(args.json).write_text(json_text(document))
         progress(f"figures written to {args.json}")
     return 0

@@ -109,6 +109,14 @@ def rate_ratio(runs: Sequence[RunResult], kind: str) -> float | None:
     return ours.rate / theirs.rate
 
 
+def consumer_ratio(runs: Sequence[RunResult], storm: StormFigures) -> float | None:
+    """One of our runs' call rate over auditd's alone, for the same storm kind."""
+    theirs = find(runs, AUDITD, storm.kind)
+    if storm.consumer not in (OURS_UNICAST, OURS_MULTICAST) or theirs is None or theirs.rate <= 0:
+        return None
+    return storm.rate / theirs.rate
+
+
 def unexpected_evictions(storm: StormFigures, capacity: int) -> int:
     """Ring evictions beyond what the ring's capacity explains (e.g. expiry): a loss."""
     ours = storm.ours
@@ -313,7 +321,7 @@ def storms_section(runs: Sequence[RunResult]) -> str:
                     f"{s.seconds:.3f}",
                     round(s.rate),
                     ratio_text(s.rate / base) if base and run.consumer != NO_RULES else "-",
-                    ratio_text(rate_ratio(runs, s.kind)) if s.consumer == OURS_UNICAST else "-",
+                    ratio_text(consumer_ratio(runs, s)),
                     s.errors,
                     s.kernel_lost,
                 ]
