@@ -82,3 +82,25 @@ def test_fleet_yaml_logging_modes():
 def test_bad_packs_name_the_problem(text, problem):
     _pack, problems = parse_pack("bad.conf", text)
     assert any(problem in p and p.startswith("bad.conf") for p in problems), problems
+
+
+@pytest.mark.kernel
+def test_every_pack_query_runs_against_our_tables(capsys):
+    from osquery_audit_ext.cli import main
+
+    assert main(["packs", "check", *map(str, PACK_FILES)]) == 0
+    out = capsys.readouterr().out
+    assert "0 problem(s): ok" in out
+
+
+@pytest.mark.kernel
+def test_a_query_on_a_missing_column_is_reported(tmp_path, capsys):
+    from osquery_audit_ext.cli import main
+
+    pack = tmp_path / "bad.conf"
+    pack.write_text(
+        json.dumps({"queries": {"typo": {"query": "SELECT cmdlin FROM process_events;"}}})
+    )
+    assert main(["packs", "check", str(pack)]) == 1
+    err = capsys.readouterr().err
+    assert f"{pack}: queries.typo: " in err and "cmdlin" in err
