@@ -8,6 +8,7 @@ bytes here; encoding and decoding them is the rule codec's job.
 from __future__ import annotations
 
 import errno
+import os
 import struct
 from dataclasses import dataclass
 from typing import Optional
@@ -221,26 +222,52 @@ class AuditControl:
         backlog_limit: int | None = None,
         backlog_wait_time: int | None = None,
     ) -> None:
-        """Change the given settings, one AUDIT_SET each (in SETTINGS order).
+        """Change the given settings, one AUDIT_SET each, `enabled` last.
+
+        Every value is checked before the kernel is asked anything. `enabled` goes last
+        because enabled=2 locks everything after it. If the kernel refuses one setting, the
+        ones this call already changed are set back (best effort) before the error is raised.
 
         pid registers the calling process as the audit daemon on this control's socket
         (pid=0 unregisters); the kernel accepts only the caller's own pid.
         """
         given = {
-            "enabled": enabled,
             "failure": failure,
             "pid": pid,
             "rate_limit": rate_limit,
             "backlog_limit": backlog_limit,
             "backlog_wait_time": backlog_wait_time,
+            "enabled": enabled,
         }
         changes = {name: check_setting(name, v) for name, v in given.items() if v is not None}
+        before = self.get_status() if len(changes) > 1 else None
+        applied: list[str] = []
         for name, value in changes.items():
-            mask = SETTINGS[name][0]
             try:
-                self._locked_aware(AUDIT_SET, set_request(mask, **{name: value}))
-            except ConfigError as exc:
-                raise ConfigError(f"the kernel rejected {name}={value}: {exc}") from None
+                self._set_one(name, value)
+            except AuditExtError:
+                if before is not None:
+                    self._restore(before, applied)
+                raise
+            applied.append(name)
+
+    def _set_one(self, name: str, value: int) -> None:
+        mask = SETTINGS[name][0]
+        try:
+            self._locked_aware(AUDIT_SET, set_request(mask, **{name: value}))
+        except ConfigError as exc:  # EINVAL: out of the range this kernel accepts
+            reason = os.strerror(getattr(exc, "kernel_errno", errno.EINVAL))
+            raise ConfigError(f"the kernel rejected {name}={value} ({reason})") from None
+
+    def _restore(self, before: AuditStatus, names: list[str]) -> None:
+        for name in reversed(names):
+            old = getattr(before, name)
+            if old is None:
+                continue
+            try:
+                self._set_one(name, old)
+            except AuditExtError:
+                pass  # the original error is the one to report
 
     def reset_lost(self) -> int:
         """Zero the kernel's lost counter; returns the count it had (sent back in the ack)."""

@@ -46,7 +46,6 @@ AUDIT_DEL_RULE = 1012
 AUDIT_LIST_RULES = 1013
 AUDIT_SET_FEATURE = 1018
 AUDIT_GET_FEATURE = 1019
-AUDIT_FIRST_USER_MSG = 1100  # types from here on are audit records, not control replies
 
 MESSAGE_NAMES = {
     AUDIT_GET: "AUDIT_GET",
@@ -66,6 +65,7 @@ MULTI_REPLY = frozenset({AUDIT_LIST_RULES})
 NLMSG_HDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid (host byte order)
 NLMSG_HDRLEN = NLMSG_HDR.size
 NLMSG_ERRNO = struct.Struct("=i")
+NLMSG_TYPE_SEQ = struct.Struct("=HHI")  # type, flags, seq: at offset 4 of a header
 MAX_ERRNO = 4095  # acks carry -errno; anything below -MAX_ERRNO is a wrapped u32 value
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 RECV_BUFFER_SIZE = 1 << 18  # an audit record is at most ~9 KB; rule replies can be larger
@@ -87,11 +87,20 @@ def encode_message(msg_type: int, flags: int, seq: int, payload: bytes = b"") ->
 
 
 def split_messages(data: bytes | memoryview) -> list[tuple[int, int, int, bytes]]:
-    """The (type, flags, seq, payload) of each NLMSG_ALIGN'd message in a reply datagram."""
+    """The (type, flags, seq, payload) of each NLMSG_ALIGN'd message in a reply datagram.
+
+    The last message's padding may be present or not; any other leftover (a cut header or
+    payload) is an AuditProtocolError rather than a silently shorter list.
+    """
     messages = []
     offset = 0
     end = len(data)
-    while end - offset >= NLMSG_HDRLEN:
+    while offset < end:
+        if end - offset < NLMSG_HDRLEN:
+            raise AuditProtocolError(
+                f"truncated netlink header: {end - offset} bytes at offset {offset} "
+                f"of a {end}-byte datagram"
+            )
         length, msg_type, flags, seq, _pid = NLMSG_HDR.unpack_from(data, offset)
         if length < NLMSG_HDRLEN or offset + length > end:
             raise AuditProtocolError(
@@ -103,10 +112,6 @@ def split_messages(data: bytes | memoryview) -> list[tuple[int, int, int, bytes]
         )
         offset += nlmsg_align(length)
     return messages
-
-
-def is_control_reply(msg_type: int) -> bool:
-    return msg_type < AUDIT_FIRST_USER_MSG
 
 
 def kernel_error(msg_type: int, err: int) -> AuditExtError:
@@ -160,9 +165,20 @@ class AuditNetlink:
 
     `request()` may be called from several threads; `recv()` belongs to one reader thread and
     must not run while that same socket is inside `request()` on another thread.
+
+    `peer` replaces the netlink socket with a connected datagram socket whose other end
+    plays the kernel (tests drive the reply matching through a real socket pair with it);
+    every datagram from it counts as the kernel's.
     """
 
-    def __init__(self, *, multicast: bool = False, rcvbuf: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        multicast: bool = False,
+        rcvbuf: int | None = None,
+        peer: socket.socket | None = None,
+    ) -> None:
+        self._sock: socket.socket | None = None
         self.multicast = multicast
         self.enobufs = 0  # receive-buffer overruns seen (events the kernel dropped for us)
         self.pending: deque[tuple[int, bytes]] = deque()  # events read while awaiting a reply
@@ -171,6 +187,11 @@ class AuditNetlink:
         self._buffer = bytearray(RECV_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
         self._timeout: float | None = -1.0  # the timeout last given to the socket
+        self._netlink = peer is None  # False: `peer` stands in for the kernel
+        if peer is not None:
+            self._sock = peer
+            self.portid = 0
+            return
         try:
             sock = socket.socket(
                 socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_AUDIT
@@ -188,7 +209,7 @@ class AuditNetlink:
         except OSError as exc:
             sock.close()
             raise socket_error(exc, multicast=multicast) from None
-        self._sock: socket.socket | None = sock
+        self._sock = sock
         self.portid: int = sock.getsockname()[0]
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -197,7 +218,7 @@ class AuditNetlink:
         return self._socket().fileno()
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
+        sock, self._sock = getattr(self, "_sock", None), None
         if sock is not None:
             sock.close()
 
@@ -224,12 +245,18 @@ class AuditNetlink:
         self._seq = self._seq % 0xFFFFFFFF + 1  # never 0: records carry seq 0
         return self._seq
 
+    def _send(self, sock: socket.socket, message: bytes) -> None:
+        if self._netlink:
+            sock.sendto(message, (0, 0))  # to the kernel: port id 0, no groups
+        else:
+            sock.send(message)
+
     def _receive(self, sock: socket.socket, timeout: float | None) -> int:
         """Bytes of the next datagram from the kernel in self._buffer; 0 on timeout."""
         self._set_timeout(sock, timeout)
         while True:
             try:
-                n, (sender, _groups) = sock.recvfrom_into(self._buffer, 0, socket.MSG_TRUNC)
+                n, address = sock.recvfrom_into(self._buffer, 0, socket.MSG_TRUNC)
             except socket.timeout:
                 return 0
             except InterruptedError:
@@ -241,22 +268,37 @@ class AuditNetlink:
                 if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
                     return 0
                 raise AuditExtError(f"audit netlink receive failed: {exc.strerror}") from None
-            if sender != 0 or n < NLMSG_HDRLEN:
-                continue  # not from the kernel, or not even a header: not ours to trust
+            if self._netlink and address[0] != 0:
+                continue  # not from the kernel (port id 0): not ours to trust
+            if n < NLMSG_HDRLEN:
+                continue  # not even a header
             return min(n, RECV_BUFFER_SIZE)
 
     # -- events -----------------------------------------------------------------------------
 
     def recv(self, timeout: float | None = None) -> tuple[int, bytes] | None:
-        """The next audit record (type, payload) from the kernel, or None on timeout."""
+        """The next audit record (type, payload) from the kernel, or None on timeout.
+
+        The payload runs to the end of the datagram: the kernel's header length of a unicast
+        record counts only the payload, so it is not used. Late replies to requests that timed
+        out (seq not 0) are dropped here.
+        """
         if self.pending:
             return self.pending.popleft()
         sock = self._socket()
-        n = self._receive(sock, timeout)
-        if not n:
-            return None
-        msg_type = struct.unpack_from("=H", self._buffer, 4)[0]
-        return msg_type, bytes(self._view[NLMSG_HDRLEN:n])
+        deadline = None if timeout is None else time.monotonic() + timeout
+        remaining = timeout
+        while True:
+            n = self._receive(sock, remaining)
+            if not n:
+                return None
+            msg_type, _flags, seq = NLMSG_TYPE_SEQ.unpack_from(self._buffer, 4)
+            if seq == 0:
+                return msg_type, bytes(self._view[NLMSG_HDRLEN:n])
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
 
     # -- control requests -------------------------------------------------------------------
 
@@ -284,7 +326,7 @@ class AuditNetlink:
             seq = self._next_seq()
             message = encode_message(msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, payload)
             try:
-                sock.sendto(message, (0, 0))
+                self._send(sock, message)
             except OSError as exc:
                 if exc.errno in (errno.EPERM, errno.EACCES) or exc.errno in UNAVAILABLE_ERRNOS:
                     raise kernel_error(msg_type, exc.errno) from None
@@ -294,24 +336,32 @@ class AuditNetlink:
     def _await_reply(
         self, sock: socket.socket, msg_type: int, seq: int, timeout: float
     ) -> tuple[list[tuple[int, bytes]], int]:
+        """Read until the ack and the replies to `seq` are in; records go to `pending`.
+
+        The ack may come before or after the replies. A datagram with seq 0 is an audit
+        record (AUDIT_USER 1005 and AUDIT_LOGIN 1006 included, whose types look like control
+        types); any other seq is a late reply to an earlier request, dropped.
+        """
         replies: list[tuple[int, bytes]] = []
         ack: int | None = None
         done = msg_type not in SINGLE_REPLY and msg_type not in MULTI_REPLY
         deadline = time.monotonic() + timeout
         while ack is None or not done:
             remaining = deadline - time.monotonic()
-            n = self._receive(sock, max(remaining, 0.0)) if remaining > 0 else 0
+            n = self._receive(sock, remaining) if remaining > 0 else 0
             if not n:
                 name = MESSAGE_NAMES.get(msg_type, str(msg_type))
                 missing = "acknowledgement" if ack is None else "reply"
                 raise AuditProtocolError(f"no {missing} from the kernel to {name} in {timeout}s")
-            first_type = struct.unpack_from("=H", self._buffer, 4)[0]
-            if not is_control_reply(first_type):
+            first_type, _flags, first_seq = NLMSG_TYPE_SEQ.unpack_from(self._buffer, 4)
+            if first_seq == 0:
                 self.pending.append((first_type, bytes(self._view[NLMSG_HDRLEN:n])))
                 continue
+            if first_seq != seq:
+                continue  # a late reply to an earlier request that timed out
             for reply_type, _flags, reply_seq, body in split_messages(self._view[:n]):
                 if reply_seq != seq:
-                    continue  # a late reply to an earlier request that timed out
+                    continue
                 if reply_type == NLMSG_ERROR:
                     if len(body) < NLMSG_ERRNO.size:
                         raise AuditProtocolError("short netlink acknowledgement from the kernel")
