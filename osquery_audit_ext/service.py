@@ -20,7 +20,7 @@ from .managed_rules import desired_rule_texts
 from .reader import AuditReader
 from .ring import EventRing
 from .rows import process_row, socket_row
-from .rule.codec import decode_rule, encode_rule
+from .rule.codec import canonical_rule_data, decode_rule, encode_rule
 from .rule.parse import parse_rule
 from .settings import Settings, load_settings
 from .tablespec import load_spec
@@ -163,7 +163,9 @@ class AuditService:
             # A hardened host loads its rules, then locks: read what those rules produce.
             log.warning("audit configuration is locked (enabled=2): reading existing rules only")
             return
-        present = control.list_rules()
+        # The kernel lists some masks differently from how they were sent (-S all):
+        # compare in the form auditctl sends, which is also the form that deletes.
+        present = [canonical_rule_data(data) for data in control.list_rules()]
         key = self.settings.key
         for data in present:
             if data not in self._desired and key in rule_keys(data):
@@ -179,7 +181,7 @@ class AuditService:
         if self.settings.persist_rules:
             self._installed.clear()
             return
-        present = set(control.list_rules())
+        present = {canonical_rule_data(data) for data in control.list_rules()}
         while self._installed:
             data = self._installed.pop()
             if data in present:

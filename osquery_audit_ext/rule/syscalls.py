@@ -9,12 +9,13 @@ aliases (i686, armv7l, arm...) are accepted wherever a machine is asked for.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import platform
 from collections.abc import Mapping
-from pathlib import Path
 from types import MappingProxyType
 
-TABLE_DIR = Path(__file__).resolve().parent / "syscall_tables"
+# Read through importlib.resources so the tables load from the .ext zipapp too.
+TABLE_DIR = importlib.resources.files(__package__) / "syscall_tables"
 
 AUDIT_ARCH_64BIT = 0x80000000
 
