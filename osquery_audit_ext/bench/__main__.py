@@ -274,12 +274,25 @@ def print_report(
     errors = [f"{r.consumer}: {r.error}" for r in runs if r.error]
     if errors:
         print("\nRuns that failed:\n" + "\n".join(f"  {e}" for e in errors))
+    print_state(state)
+    print("\n" + summary_line(targets, locked, state[0]))
+
+
+def print_state(state: tuple[bool | None, list[str]]) -> None:
     state_ok, notes = state
     verb = {True: "matches", False: "DIFFERS from", None: "not compared with"}[state_ok]
     print(f"\nKernel audit state (auditctl -s settings, auditctl -l): {verb} the state before")
     for note in notes:
         print(f"  {note}")
-    print("\n" + summary_line(targets, locked, state_ok))
+    sys.stdout.flush()
+
+
+def clean_up(kernel: KernelView, workdir: Path) -> tuple[bool | None, list[str]]:
+    """Restore kernel state (rules with our key) and compare; remove the work directory."""
+    try:
+        return restore_and_compare(kernel.before) if kernel.problem is None else (None, [])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -290,9 +303,10 @@ def run_bench(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="oae-bench-"))
     try:
         runs, ring_figures = measure(args, kernel, rules, workdir)
-    finally:
-        state = restore_and_compare(kernel.before) if kernel.problem is None else (None, [])
-        shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException:
+        print_state(clean_up(kernel, workdir))  # interrupted or failed: still say it
+        raise
+    state = clean_up(kernel, workdir)
     targets = all_targets(runs, ring_figures, args.ring, kernel.locked)
     print_report(runs, ring_figures, targets, args, state, kernel.locked)
     if args.json:

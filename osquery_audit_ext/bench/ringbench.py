@@ -32,6 +32,7 @@ from ..records import (
 from ..ring import EventRing
 from ..service import AuditService
 from ..table_plugins import EventTable
+from . import BenchError
 from .extension_run import BENCH_KEY, bench_settings
 from .procstat import sample
 
@@ -220,9 +221,7 @@ def measure_table(
     )
     events = len(ring)
     if sql_rows != pid_rows:
-        raise AssertionError(
-            f"{name}: SQL returned {sql_rows} rows for pid {pid}, generate {pid_rows}"
-        )
+        raise BenchError(f"{name}: SQL gave {sql_rows} rows for pid {pid}, generate {pid_rows}")
     return TableFigures(
         table=name,
         events=events,
