@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..records import AUDIT_SYSCALL, RecordParseError, decode_keys, parse_record
+from ..records import AUDIT_SYSCALL, Record, RecordParseError, decode_keys, parse_record
 from ..rule.syscalls import native_machine, syscall_number
 from .storm import StormResult
 
@@ -64,7 +64,7 @@ def count_storm_events(
     return counts
 
 
-def _record(record_type: int, text: str):
+def _record(record_type: int, text: str) -> Record | None:
     try:
         return parse_record(record_type, text.encode("utf-8", "surrogateescape"))
     except RecordParseError:
