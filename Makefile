@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sysdeps run test bench lint ext clean
+.PHONY: install sysdeps run test test-vm bench lint ext clean
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ run: install
 
 test: install sysdeps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The tests inside a throwaway QEMU VM (Debian kernel, audit=1) that sees this checkout over a
+# read-only 9p share of / with a tmpfs overlay: for machines whose kernel audit is locked
+# (enabled 2). Pytest arguments in ARGS, e.g. make test-vm ARGS='tests/test_rule_kernel.py -rs'
+test-vm: install
+	$(BIN)/python scripts/vm_test.py -- $(ARGS)
 
 bench: install sysdeps
 	$(BIN)/python -m osquery_audit_ext.bench
