@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian's auditd (auditctl, ausearch, ausyscall) is the reference the tests compare against;
-# gcc builds the benchmark's storm generator. Installed only where missing.
+# gcc builds the benchmark's storm generator, and gcc-multilib a 32-bit test program.
+# Installed only where missing.
 sysdeps:
-	@command -v auditctl >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || { \
+	@if ! command -v auditctl >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1 || \
+	    ! echo 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq auditd gcc >/dev/null; \
-	  else echo "sysdeps: auditd/gcc missing and cannot apt-get install them (need root on Debian)"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      auditd gcc gcc-multilib >/dev/null; \
+	  else echo "sysdeps: auditd/gcc/gcc-multilib missing and cannot apt-get install them (need root on Debian)"; fi; \
+	fi
 
 run: install
 	$(BIN)/osquery-audit-ext shell

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -120,7 +120,8 @@ def test_execve_argv_is_exact(process_service):
     # cmdline keeps argv order past 10 arguments: osquery sorts a0, a1, a10, a2 ...
     assert row["cmdline"].index("arg11") < row["cmdline"].index("arg15")
     assert row["cmdline"].startswith(TRUE + " ")
-    assert row["cmdline_size"] == len(row["cmdline"].encode("utf-8", "surrogateescape"))
+    # cmdline_size is the size of the arguments themselves, as osquery counts it.
+    assert row["cmdline_size"] == sum(len(a) for a in ODD_ARGV) + len(ODD_ARGV) - 1
 
 
 def test_many_execs_none_lost(process_service):
@@ -171,100 +172,120 @@ def test_32bit_execve_is_seen(process_service, tmp_path):
     assert rows and rows[0]["syscall"] == "execve"
 
 
-def socket_rows(service, predicate) -> list[dict]:
-    return wait_rows(service.socket_ring, SOCKET_COLUMNS, [os.getpid()], predicate)
+# The kernel never audits the audit daemon's own syscalls, and in unicast mode that is this
+# test process: every socket workload runs in a child process, and rows are looked up by its pid.
+WORKLOADS = {
+    "tcp": """
+import json, socket, sys
+family = getattr(socket, sys.argv[2]); host = sys.argv[3]
+probe = socket.socket(family, socket.SOCK_STREAM); probe.bind((host, 0))
+port = probe.getsockname()[1]; probe.close()  # audit logs the port asked for: ask for one
+server = socket.socket(family, socket.SOCK_STREAM); server.bind((host, port)); server.listen(1)
+client = socket.socket(family, socket.SOCK_STREAM); client.connect((host, port))
+conn, _ = server.accept(); conn.close()
+print(json.dumps({"server_fd": server.fileno(), "port": port,
+                  "client_fd": client.fileno(), "client_port": client.getsockname()[1]}))
+""",
+    "refused": """
+import json, socket
+probe = socket.socket(); probe.bind(("127.0.0.1", 0)); port = probe.getsockname()[1]
+probe.close()  # nobody listens there now
+client = socket.socket()
+try:
+    client.connect(("127.0.0.1", port))
+except ConnectionRefusedError:
+    pass
+print(json.dumps({"port": port}))
+""",
+    "nonblocking": """
+import json, socket
+server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); server.bind(("::1", 0))
+server.listen(1); port = server.getsockname()[1]
+client = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); client.setblocking(False)
+print(json.dumps({"port": port, "rc": client.connect_ex(("::1", port))}))
+""",
+    "unix": """
+import json, socket, sys
+address = sys.argv[2].replace("@", "\\0", 1) if sys.argv[2].startswith("@") else sys.argv[2]
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); server.bind(address); server.listen(1)
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); client.connect(address)
+print(json.dumps({}))
+""",
+}
 
 
-def tcp_roundtrip(family: int, host: str) -> tuple[int, int, int, int]:
-    """bind + listen, connect, accept; returns (listen fd, port, client fd, client port)."""
-    server = socket.socket(family, socket.SOCK_STREAM)
-    client = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        server.bind((host, 0))
-        server.listen(1)
-        port = server.getsockname()[1]
-        client.connect((host, port))
-        conn, _ = server.accept()
-        conn.close()
-        return server.fileno(), port, client.fileno(), client.getsockname()[1]
-    finally:
-        client.close()
-        server.close()
+def run_workload(name: str, *args: str) -> tuple[int, dict]:
+    """Run a socket workload in a child process: (its pid, what it printed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKLOADS[name], name, *args], stdout=subprocess.PIPE, text=True
+    )
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return proc.pid, json.loads(out)
+
+
+def socket_rows(service, pid: int, predicate) -> list[dict]:
+    return wait_rows(service.socket_ring, SOCKET_COLUMNS, [pid], predicate)
 
 
 @pytest.mark.parametrize(
     ("family", "host", "family_id"),
-    [(socket.AF_INET, "127.0.0.1", 2), (socket.AF_INET6, "::1", 10)],
+    [("AF_INET", "127.0.0.1", 2), ("AF_INET6", "::1", 10)],
 )
 def test_tcp_bind_connect_accept(socket_service, family, host, family_id):
-    server_fd, port, client_fd, client_port = tcp_roundtrip(family, host)
-    binds = socket_rows(socket_service, lambda r: r["action"] == "bind" and r["local_port"] == port)
+    pid, seen = run_workload("tcp", family, host)
+    port = seen["port"]
+    binds = socket_rows(
+        socket_service, pid, lambda r: r["action"] == "bind" and r["local_port"] == port
+    )
     assert binds, "bind not seen"
     bind = binds[0]
     assert bind["local_address"] == host and bind["family"] == family_id
-    assert bind["fd"] == str(server_fd) and bind["status"] == "succeeded"
+    assert bind["fd"] == str(seen["server_fd"]) and bind["status"] == "succeeded"
+    assert bind["path"] == bind["exe"] == os.path.realpath(sys.executable)
     connects = socket_rows(
-        socket_service, lambda r: r["action"] == "connect" and r["remote_port"] == port
+        socket_service, pid, lambda r: r["action"] == "connect" and r["remote_port"] == port
     )
     assert connects, "connect not seen"
-    assert connects[0]["remote_address"] == host and connects[0]["fd"] == str(client_fd)
+    assert connects[0]["remote_address"] == host
+    assert connects[0]["fd"] == str(seen["client_fd"])
     accepts = socket_rows(
-        socket_service, lambda r: r["action"] == "accept" and r["remote_port"] == client_port
+        socket_service,
+        pid,
+        lambda r: r["action"] == "accept" and r["remote_port"] == seen["client_port"],
     )
     assert accepts, "accept not seen"
     assert accepts[0]["remote_address"] == host and accepts[0]["status"] == "succeeded"
 
 
 def test_refused_connect_is_failed(socket_service):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nobody listens there now
-    client = socket.socket()
-    with pytest.raises(ConnectionRefusedError):
-        client.connect(("127.0.0.1", port))
-    client.close()
-    rows = socket_rows(socket_service, lambda r: r["remote_port"] == port)
+    pid, seen = run_workload("refused")
+    rows = socket_rows(socket_service, pid, lambda r: r["remote_port"] == seen["port"])
     assert rows and rows[0]["status"] == "failed" and rows[0]["success"] == 0
     assert rows[0]["exit"] == -111
 
 
 def test_nonblocking_connect_in_progress(socket_service):
-    server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    server.bind(("::1", 0))
-    server.listen(1)
-    port = server.getsockname()[1]
-    client = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    client.setblocking(False)
-    rc = client.connect_ex(("::1", port))
-    client.close()
-    server.close()
+    pid, seen = run_workload("nonblocking")
     rows = socket_rows(
-        socket_service, lambda r: r["action"] == "connect" and r["remote_port"] == port
+        socket_service, pid, lambda r: r["action"] == "connect" and r["remote_port"] == seen["port"]
     )
     assert rows
-    expected = "in_progress" if rc == 115 else "succeeded"
-    assert rows[0]["status"] == expected
+    assert rows[0]["status"] == ("in_progress" if seen["rc"] == 115 else "succeeded")
 
 
 def test_unix_path_and_abstract(socket_service):
     with tempfile.TemporaryDirectory(prefix="oae") as tmp:
-        path = os.path.join(tmp, "s.sock")
-        abstract = f"\0oaetest-abstract-{os.getpid()}"
-        for address, shown in ((path, path), (abstract, "@" + abstract[1:])):
-            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            server.bind(address)
-            server.listen(1)
-            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            client.connect(address)
-            client.close()
-            server.close()
+        for shown in (os.path.join(tmp, "s.sock"), f"@oaetest-abstract-{os.getpid()}"):
+            pid, _ = run_workload("unix", shown)
             binds = socket_rows(
-                socket_service, lambda r, s=shown: r["action"] == "bind" and r["socket"] == s
+                socket_service, pid, lambda r, s=shown: r["action"] == "bind" and r["socket"] == s
             )
             assert binds and binds[0]["family"] == 1, shown
             connects = socket_rows(
-                socket_service, lambda r, s=shown: r["action"] == "connect" and r["socket"] == s
+                socket_service,
+                pid,
+                lambda r, s=shown: r["action"] == "connect" and r["socket"] == s,
             )
             assert connects, shown
 
