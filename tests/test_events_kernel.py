@@ -161,12 +161,12 @@ def test_32bit_execve_is_seen(process_service, tmp_path):
     binary = build_32bit_exec(tmp_path)
     if binary is None:
         pytest.skip("cannot build a 32-bit program here (gcc-multilib missing)")
-    proc = subprocess.run([str(binary)])
-    assert proc.returncode == 0
+    proc = subprocess.Popen([str(binary)])
+    assert proc.wait() == 0
     rows = wait_rows(
         process_service.process_ring,
         PROCESS_COLUMNS,
-        [],
+        [proc.pid],  # the 32-bit program itself calls execve
         lambda r: r["arch"] == "b32" and json.loads(r["argv"]) == ["/bin/true", "b32", "a r g"],
     )
     assert rows and rows[0]["syscall"] == "execve"
