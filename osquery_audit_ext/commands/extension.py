@@ -7,6 +7,7 @@ only the three flags, so the embedded core hands the path over in the environmen
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import zipimport
 
@@ -38,6 +39,11 @@ def extension_argv() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # osquery shows an extension's stderr in its own log: say who is talking.
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="osquery-audit-ext: %(levelname)s: %(message)s",
+    )
     # Touch kernel audit only once a core is there to serve: no manager, no side effects.
     if not wait_for_manager(args.socket, args.timeout):
         print(
@@ -48,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from ..service import build_extension
 
-    tables, cleanup = build_extension(
-        args.config
-    )  # None: $OSQUERY_AUDIT_EXT_CONFIG, then the default
+    # Without --config: $OSQUERY_AUDIT_EXT_CONFIG, then the default path.
+    tables, cleanup = build_extension(args.config)
     return run_extension(
         EXTENSION_NAME,
         osquery_audit_ext.__version__,
