@@ -11,16 +11,16 @@ from .packs import Pack
 
 
 def run_pack_queries(packs: list[Pack], config: str | None) -> list[str]:
-    from .commands.shell import running_core
+    from .local_core import running_core
 
     problems = []
-    with running_core(config) as core:
+    with running_core(config) as local:
         for pack in packs:
             named = [(f"discovery[{i}]", sql) for i, sql in enumerate(pack.discovery)]
             named += [(f"queries.{q.name}", q.query) for q in pack.queries]
             for where, sql in named:
                 try:
-                    core.query(sql)
+                    local.core.query(sql)
                 except AuditExtError as exc:
                     problems.append(f"{pack.path}: {where}: {exc}")
     return problems

@@ -8,7 +8,7 @@ import os
 import pytest
 from conftest import run_auditctl
 
-from osquery_audit_ext.commands.shell import running_core
+from osquery_audit_ext.local_core import running_core
 
 pytestmark = pytest.mark.kernel
 
@@ -26,7 +26,7 @@ def auditctl_status() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def core():
     with running_core(None) as running:
-        yield running
+        yield running.core
 
 
 def test_audit_status_matches_auditctl(core):

@@ -5,17 +5,17 @@ would launch it, with a temp config; its CPU and memory are read from /proc by i
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from .._toml import toml
-from ..commands.extension import EXTENSION_NAME, extension_argv
-from ..core.manager import EmbeddedCore
+from ..core.manager import CoreError, EmbeddedCore
 from ..core.sql import SQLError
-from ..settings import CONFIG_ENV, Settings, settings_from_dict
+from ..errors import AuditExtError
+from ..local_core import running_core
+from ..settings import Settings, settings_from_dict
 from . import BenchError
 from .procstat import ProcSample, sample
 from .settle import wait_settled
@@ -122,16 +122,14 @@ def running_extension(
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "bench.toml"
     config.write_text(bench_config_text(mode, capacity, key))
-    core = EmbeddedCore(str(directory / "core.em"), interval=3.0, ping_timeout=30.0)
+    started = False
     try:
-        core.start()
-        env = dict(os.environ)
-        env[CONFIG_ENV] = str(config)
-        process = core.launch(extension_argv(), env=env)
-        try:
-            core.wait_for_extension(EXTENSION_NAME, REGISTER_TIMEOUT, process=process)
-        except Exception as exc:
-            raise BenchError(f"our extension did not start ({mode}): {exc}") from None
-        yield ExtensionUnderTest(core, process)
-    finally:
-        core.stop()
+        with running_core(
+            str(config), register_timeout=REGISTER_TIMEOUT, interval=3.0, ping_timeout=30.0
+        ) as local:
+            started = True
+            yield ExtensionUnderTest(local.core, local.extension)
+    except (CoreError, AuditExtError) as exc:
+        if started:
+            raise
+        raise BenchError(f"our extension did not start ({mode}): {exc}") from None

@@ -11,16 +11,13 @@ import argparse
 import contextlib
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Callable, TextIO
 
 from ..client import MODES, render
-from ..errors import AuditExtError
+from ..local_core import running_core
 from ..settings import CONFIG_ENV
-from .extension import EXTENSION_NAME, extension_argv
 
 if TYPE_CHECKING:
     from ..core.manager import EmbeddedCore
@@ -28,7 +25,6 @@ if TYPE_CHECKING:
 HISTORY_FILE = "~/.osquery_audit_ext_history"
 PROMPT = "osquery> "
 CONTINUATION = "    ...> "
-REGISTER_TIMEOUT = 30.0
 
 HELP = """\
 .exit            Exit this program
@@ -203,33 +199,11 @@ def _interactive_lines(shell: Shell) -> Iterator[str]:
                 readline.write_history_file(history)
 
 
-@contextlib.contextmanager
-def running_core(config: str | None, verbose: bool = False) -> Iterator[EmbeddedCore]:
-    """An embedded core in a private directory with the audit extension registered."""
-    try:
-        from ..core.manager import EmbeddedCore
-    except ImportError as exc:
-        raise AuditExtError(f"the embedded core needs the apsw package ({exc})") from None
-    directory = tempfile.mkdtemp(prefix="oae-")
-    core = EmbeddedCore(os.path.join(directory, "shell.em"), verbose=verbose)
-    try:
-        core.start()
-        env = dict(os.environ)
-        if config:
-            env[CONFIG_ENV] = os.path.abspath(config)
-        process = core.launch(extension_argv(), env=env)
-        core.wait_for_extension(EXTENSION_NAME, REGISTER_TIMEOUT, process=process)
-        yield core
-    finally:
-        core.stop()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="Warning: %(message)s")
     config = args.config or os.environ.get(CONFIG_ENV)
-    with running_core(config) as core:
-        shell = Shell(core, mode=args.mode)
+    with running_core(config) as local:
+        shell = Shell(local.core, mode=args.mode)
         if args.sql is not None:
             if args.sql.startswith("."):
                 shell.meta(args.sql)
