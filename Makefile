@@ -35,8 +35,10 @@ test: install sysdeps
 # The tests inside a throwaway QEMU VM (Debian kernel, audit=1) that sees this checkout over a
 # read-only 9p share of / with a tmpfs overlay: for machines whose kernel audit is locked
 # (enabled 2). Pytest arguments in ARGS, e.g. make test-vm ARGS='tests/test_rule_kernel.py -rs'
-test-vm: install
-	$(BIN)/python scripts/vm_test.py -- $(ARGS)
+# VM_ACCEL: auto (KVM when it works, else TCG), kvm or tcg.
+VM_ACCEL ?= auto
+test-vm: install sysdeps
+	$(BIN)/python scripts/vm_test.py --accel $(VM_ACCEL) -- $(ARGS)
 
 bench: install sysdeps
 	$(BIN)/python -m osquery_audit_ext.bench
