@@ -302,8 +302,13 @@ mount -t sysfs sysfs $r/sys
 mount -t devtmpfs devtmpfs $r/dev
 mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $r/dev/pts
+# The checkout may live under /tmp (a CI clone): keep it visible through the tmpfs mounts.
+mkdir -p /keep
+mount --bind $r{repo} /keep || fail "cannot bind the checkout {repo}"
 for d in /tmp /run /dev/shm; do mount -t tmpfs -o mode=1777 tmpfs $r$d; done
 chmod 0755 $r/run
+mkdir -p $r{repo}
+mount --move /keep $r{repo} || fail "cannot move the checkout back to {repo}"
 ip link set lo up
 hostname oae-vm
 cp /command.sh $r/run/oae-vm-command.sh
@@ -324,7 +329,7 @@ exec {command}
 
 def build_initramfs(busybox: Path, kernel: Kernel, command: list[str]) -> bytes:
     archive = Newc()
-    for name in ("bin", "dev", "proc", "sys", "lower", "upper", "newroot", "modules"):
+    for name in ("bin", "dev", "proc", "sys", "lower", "upper", "newroot", "modules", "keep"):
         archive.directory(name)
     archive.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
     archive.file("bin/busybox", busybox.read_bytes(), 0o755)
@@ -333,6 +338,7 @@ def build_initramfs(busybox: Path, kernel: Kernel, command: list[str]) -> bytes:
     init = INIT.format(
         modules=" ".join(m.stem for m in kernel.modules),
         exit_mark=EXIT_MARK,
+        repo=shlex.quote(str(REPO)),
         ready_mark=READY_MARK,
         harness_failed=HARNESS_FAILED,
     )
