@@ -54,6 +54,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def describe(pid: int) -> str:
+    """A process as audit_status.mode_reason names it: `auditd (1234)`."""
+    return f"{owner_process(pid) or 'another process'} ({pid})"
+
+
 class AuditReader:
     """Reads audit records on a background thread and hands completed events to a sink."""
 
@@ -93,13 +98,8 @@ class AuditReader:
                 if mode == "unicast":
                     raise
                 holder = self._control.get_status().pid
-        reason = "configured" if mode == "multicast" else self._held_by(holder)
+        reason = "configured" if mode == "multicast" else f"audit pid held by {describe(holder)}"
         self._open_multicast(reason)
-
-    @staticmethod
-    def _held_by(pid: int) -> str:
-        name = owner_process(pid)
-        return f"audit pid held by {name or 'another process'} ({pid})"
 
     def _open_unicast(self) -> None:
         sock = AuditNetlink(rcvbuf=self.settings.reader.rcvbuf)
@@ -145,7 +145,7 @@ class AuditReader:
         self.stats.lost_since_start += delta
         self._last_lost = status.lost
         if self.stats.mode == "unicast" and status.pid != os.getpid():
-            reason = "audit pid taken by " + self._held_by(status.pid).split(" by ", 1)[1]
+            reason = f"audit pid taken by {describe(status.pid)}"
             log.warning("%s: falling back to multicast", reason)
             self._close_socket()
             self._open_multicast(reason)
