@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--config"] and len(argv) > 2 and argv[2] in COMMANDS:
+        argv = [argv[2], "--config", argv[1], *argv[3:]]  # `--config FILE COMMAND ...`
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         # Launched by osquery: `--socket S --timeout T --interval I [--verbose] [unknown...]`.
         argv = ["extension", *argv]

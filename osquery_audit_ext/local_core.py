@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .commands.extension import EXTENSION_NAME, extension_argv
 from .errors import AuditExtError
-from .settings import CONFIG_ENV
+from .settings import CONFIG_ENV, load_settings
 
 if TYPE_CHECKING:
     from .core.manager import EmbeddedCore
@@ -45,6 +45,7 @@ def running_core(
         from .core.manager import EmbeddedCore
     except ImportError as exc:
         raise AuditExtError(f"the embedded core needs the apsw package ({exc})") from None
+    load_settings(config)  # a bad config is one clear error now, not a dying extension
     directory = tempfile.mkdtemp(prefix="oae-")
     core = EmbeddedCore(os.path.join(directory, "shell.em"), verbose=verbose, **core_options)
     try:

@@ -16,7 +16,7 @@ import threading
 
 from ..client import DEFAULT_SOCKET
 from ..errors import AuditExtError
-from ..settings import CONFIG_ENV
+from ..settings import CONFIG_ENV, load_settings
 from .extension import EXTENSION_NAME, extension_argv
 
 REGISTER_TIMEOUT = 30.0
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: stop.set())
+    load_settings(args.config)  # a bad config is one clear error now, not a dying extension
     core = EmbeddedCore(
         args.socket, timeout=args.timeout, interval=args.interval, verbose=args.verbose
     )

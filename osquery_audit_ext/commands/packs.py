@@ -14,6 +14,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="validate packs and run their queries")
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,  # keep a --config given before `check`
+        help="the extension's configuration file (TOML)",
+    )
+    check.add_argument(
         "--no-run",
         action="store_true",
         help="check the JSON shape only, do not run the queries against the embedded core",
