@@ -15,7 +15,12 @@ import pytest
 from osquery_audit_ext.bench import BenchError
 from osquery_audit_ext.bench.__main__ import parse_args
 from osquery_audit_ext.bench.auditd_log import count_storm_events, storm_syscall
-from osquery_audit_ext.bench.extension_run import BENCH_KEY, bench_config_text, bench_settings
+from osquery_audit_ext.bench.extension_run import (
+    BENCH_KEY,
+    STATUS_COUNTERS,
+    bench_config_text,
+    bench_settings,
+)
 from osquery_audit_ext.bench.kernel_state import KernelSnapshot, rule_lines, setting_lines
 from osquery_audit_ext.bench.procstat import parse_stat_cpu, parse_statm_rss, sample
 from osquery_audit_ext.bench.report import (
@@ -332,20 +337,7 @@ def _storm(consumer, kind, calls, rate, ours=None, lost=0):
 
 
 def _ours(calls, visible, evicted=0, capacity_before=0, **counters):
-    base = dict.fromkeys(
-        (
-            "records_received",
-            "lost_since_start",
-            "enobufs",
-            "ring_evicted",
-            "events_timed_out",
-            "events_dropped_inflight",
-            "parse_errors",
-            "serial_gaps",
-            "events_buffered",
-        ),
-        0,
-    )
+    base = dict.fromkeys(STATUS_COUNTERS, 0)
     base.update(records_received=calls * 4, ring_evicted=evicted, events_buffered=calls - evicted)
     base.update(counters)
     return OursFigures(
