@@ -62,9 +62,15 @@ def test_routes_carry_real_options():
     [
         ('name = "t"\n', "columns must be present"),
         ('name = "t"\n[[columns]]\nname = "a"\ntype = "NUMBER"\n', "unknown type"),
-        ('name = "t"\n[[columns]]\nname = "a"\ntype = "TEXT"\noptions = ["secret"]\n', "unknown options"),
+        (
+            'name = "t"\n[[columns]]\nname = "a"\ntype = "TEXT"\noptions = ["secret"]\n',
+            "unknown options",
+        ),
         ('name = "t"\ncolour = 1\n[[columns]]\nname = "a"\ntype = "TEXT"\n', "unknown keys"),
-        ('name = "t"\n[[columns]]\nname = "a"\ntype = "TEXT"\n[[columns]]\nname = "a"\ntype = "TEXT"\n', "unique"),
+        (
+            'name = "t"\n[[columns]]\nname = "a"\ntype = "TEXT"\n[[columns]]\nname = "a"\ntype = "TEXT"\n',
+            "unique",
+        ),
         ("name = \n", "spec"),
     ],
 )
