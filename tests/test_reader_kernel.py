@@ -75,7 +75,9 @@ def test_auto_takes_a_free_pid_and_gives_it_back(kernel):
     assert audit_pid() == 0
 
 
-def test_auto_reads_multicast_beside_auditd_and_never_takes_its_pid(kernel):
+@pytest.fixture
+def running_auditd(kernel):
+    """A private auditd holding the audit pid for the test; the pid is free again after."""
     if shutil.which("auditd") is None:
         pytest.skip("Debian's auditd is not installed")
     if audit_pid() != 0:
@@ -83,42 +85,38 @@ def test_auto_reads_multicast_beside_auditd_and_never_takes_its_pid(kernel):
     auditd = PrivateAuditd()
     try:
         with auditd:
-            sink = Collector()
-            reader = AuditReader(reader_settings(), sink)
-            reader.start()
-            try:
-                assert reader.stats.mode == "multicast"
-                assert f"auditd ({auditd.pid})" in reader.stats.mode_reason
-                text = f"oaetest-multicast-{os.getpid()}"
-                send_user_message(text)
-                assert wait_for(lambda: sink.user_message(text)), "user message not read"
-                assert audit_pid() == auditd.pid
-            finally:
-                reader.stop()
-            assert audit_pid() == auditd.pid  # stopping us left auditd in place
-            assert wait_for(lambda: any(text in line for line in auditd.log_lines()))
+            yield auditd
     finally:
         auditd.cleanup()
     assert audit_pid() == 0
 
 
-def test_unicast_mode_fails_clearly_when_a_daemon_holds_the_pid(kernel):
+def test_auto_reads_multicast_beside_auditd_and_never_takes_its_pid(running_auditd):
+    auditd = running_auditd
+    sink = Collector()
+    reader = AuditReader(reader_settings(), sink)
+    reader.start()
+    try:
+        assert reader.stats.mode == "multicast"
+        assert f"auditd ({auditd.pid})" in reader.stats.mode_reason
+        text = f"oaetest-multicast-{os.getpid()}"
+        send_user_message(text)
+        assert wait_for(lambda: sink.user_message(text)), "user message not read"
+        assert audit_pid() == auditd.pid
+    finally:
+        reader.stop()
+    assert audit_pid() == auditd.pid  # stopping us left auditd in place
+    assert wait_for(lambda: any(text in line for line in auditd.log_lines()))
+
+
+def test_unicast_mode_fails_clearly_when_a_daemon_holds_the_pid(running_auditd):
     from osquery_audit_ext.errors import AuditPidTaken
 
-    if shutil.which("auditd") is None:
-        pytest.skip("Debian's auditd is not installed")
-    if audit_pid() != 0:
-        pytest.skip("another process holds the audit pid")
-    auditd = PrivateAuditd()
-    try:
-        with auditd:
-            reader = AuditReader(reader_settings("unicast"), Collector())
-            with pytest.raises(AuditPidTaken):
-                reader.start()
-            reader.stop()
-            assert audit_pid() == auditd.pid
-    finally:
-        auditd.cleanup()
+    reader = AuditReader(reader_settings("unicast"), Collector())
+    with pytest.raises(AuditPidTaken):
+        reader.start()
+    reader.stop()
+    assert audit_pid() == running_auditd.pid
 
 
 def test_multicast_mode_leaves_the_pid_alone(kernel):
