@@ -24,7 +24,15 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 
-from .records import AUDIT_EOE, AUDIT_REPLACE, AUDIT_USER, Record
+from .records import (
+    AUDIT_EOE,
+    AUDIT_REPLACE,
+    AUDIT_USER,
+    Record,
+    parse_record,
+    parse_stamp,
+    split_header,
+)
 
 AUDIT_KERNEL = 2000
 SERIAL_MASK = 0xFFFFFFFF  # the kernel's serial is an unsigned 32-bit counter
@@ -45,22 +53,48 @@ def completes_alone(record_type: int) -> bool:
 
 
 class Event:
-    """The records of one audit event, in arrival order (EOE itself is not kept)."""
+    """The records of one audit event, in arrival order (EOE itself is not kept).
 
-    __slots__ = ("ended", "msec", "records", "sec", "serial")
+    Records stay as the kernel's payloads (type, bytes) until `records` is first read: the
+    reader only groups them, and rows are built from them when a query asks.
+    """
 
-    def __init__(self, sec: int, msec: int, serial: int, records: list[Record], ended: bool):
-        self.sec = sec
-        self.msec = msec
-        self.serial = serial
-        self.records = records
+    __slots__ = ("_records", "ended", "msec", "payloads", "sec", "serial", "since", "types")
+
+    def __init__(
+        self,
+        types: list[int],
+        payloads: list[bytes],
+        ended: bool = True,
+        when: tuple[int, int, int] | None = None,
+    ) -> None:
+        """`when` is (sec, msec, serial) when already known; else parsed from the payloads."""
+        if when is None:
+            if not payloads:
+                raise ValueError("an event has at least one record")
+            when = parse_stamp(split_header(payloads[0]))
+        self.sec, self.msec, self.serial = when
+        self.types = types
+        self.payloads = payloads
         self.ended = ended  # True when the kernel said it is complete (EOE, or a lone record)
+        self.since: float | None = None  # when the coalescer first saw it (for the timeout)
+        self._records: list[Record] | None = None
 
     def __repr__(self) -> str:
-        types = ",".join(str(r.type) for r in self.records)
+        types = ",".join(str(t) for t in self.types)
         return (
             f"Event(audit({self.sec}.{self.msec:03d}:{self.serial}) [{types}] ended={self.ended})"
         )
+
+    @property
+    def records(self) -> list[Record]:
+        """The records parsed (on first use; every payload's header was checked on arrival)."""
+        records = self._records
+        if records is None:
+            records = self._records = [
+                parse_record(t, p) for t, p in zip(self.types, self.payloads)
+            ]
+        return records
 
     @property
     def time(self) -> float:
@@ -80,16 +114,11 @@ class Event:
         return [record for record in self.records if record.type == record_type]
 
 
-class _Pending:
-    __slots__ = ("event", "since")
-
-    def __init__(self, event: Event, since: float | None) -> None:
-        self.event = event
-        self.since = since
-
-
 class Coalescer:
     """Reassembles records into events. Not thread-safe: one reader thread owns it.
+
+    Records are grouped by their stamp (`SECONDS.MILLIS:SERIAL`, the bytes of the header):
+    the reader does no other parsing per record.
 
     Counters (plain ints, safe to read from other threads):
     - timed_out: events completed by `expire` without an EOE.
@@ -99,7 +128,7 @@ class Coalescer:
       serial with the highest seen; a hole counts only once it is SERIAL_WINDOW serials old,
       since concurrent syscalls can deliver serials slightly out of order.
     - duplicates: records dropped because the same record was already in its event (same
-      type and text), or an event that ended with EOE gets a record type it already had.
+      type and payload), or an event that ended with EOE gets a record type it already had.
     - late: records for an event already completed by timeout or cap (or of a type it did
       not have after its EOE); they start a new event.
     """
@@ -114,11 +143,11 @@ class Coalescer:
         self.serial_gaps = 0
         self.duplicates = 0
         self.late = 0
-        self._inflight: OrderedDict[tuple[int, int, int], _Pending] = OrderedDict()
-        # Recently completed events: key -> (how it ended, record types it had).
-        self._recent: OrderedDict[tuple[int, int, int], tuple[bool, frozenset[int]]] = OrderedDict()
+        self._inflight: dict[bytes, Event] = {}  # insertion order = arrival order
+        # Recently completed events: stamp -> (how it ended, record types it had).
+        self._recent: OrderedDict[bytes, tuple[bool, tuple[int, ...]]] = OrderedDict()
         self._recent_cap = recent
-        self._type_sets: dict[frozenset[int], frozenset[int]] = {}  # shared, few distinct
+        self._type_sets: dict[tuple[int, ...], tuple[int, ...]] = {}  # shared, few distinct
         self._now: float | None = None
         self._high_serial: int | None = None
         self._missing: set[int] = set()
@@ -130,71 +159,79 @@ class Coalescer:
 
     # -- input ------------------------------------------------------------------------------
 
-    def add(self, record: Record, now: float | None = None) -> list[Event]:
-        """Take one record; return the events it completes (or pushes out), oldest first.
+    def add(self, record_type: int, payload: bytes, now: float | None = None) -> list[Event]:
+        """Take one record (its type and payload); return the events it completes (or pushes
+        out), oldest first. Raises RecordParseError, having changed nothing, if the payload
+        is not an audit record.
 
         `now` stamps a new event for the timeout; without it the last `expire` time is used.
         """
-        record_type = record.type
-        key = (record.serial, record.sec, record.msec)
-        pending = self._inflight.get(key)
+        stamp = split_header(payload)
+        pending = self._inflight.get(stamp)
         if record_type == AUDIT_EOE:
             if pending is not None:
-                del self._inflight[key]
-                return [self._complete(key, pending.event, _ENDED)]
-            previous = self._recent.get(key)
+                del self._inflight[stamp]
+                return [self._complete(stamp, pending, _ENDED)]
+            previous = self._recent.get(stamp)
             if previous is not None and previous[0] is _ENDED:
                 self.duplicates += 1
             return []
         if record_type == AUDIT_REPLACE:
-            self._note_serial(record.serial)
+            self._note_serial(parse_stamp(stamp)[2])
             return []
         if pending is not None:
-            body = record.body
-            for held in pending.event.records:
-                if held.type == record_type and held.body == body:
-                    self.duplicates += 1
-                    return []
-            pending.event.records.append(record)
+            types = pending.types
+            if record_type in types:
+                payloads = pending.payloads
+                for index, held in enumerate(types):
+                    if held == record_type and payloads[index] == payload:
+                        self.duplicates += 1
+                        return []
+            types.append(record_type)
+            pending.payloads.append(payload)
             return []
-        previous = self._recent.get(key)
+        when = parse_stamp(stamp)
+        previous = self._recent.get(stamp)
         if previous is not None:
             if previous[0] is _ENDED and record_type in previous[1]:
                 self.duplicates += 1
                 return []
             self.late += 1
         else:
-            self._note_serial(record.serial)
-        event = Event(record.sec, record.msec, record.serial, [record], False)
+            self._note_serial(when[2])
+        event = Event([record_type], [payload], False, when)
         if completes_alone(record_type):
-            return [self._complete(key, event, _ENDED)]
+            return [self._complete(stamp, event, _ENDED)]
         out: list[Event] = []
-        if len(self._inflight) >= self.max_inflight:
-            old_key, old = self._inflight.popitem(last=False)
+        inflight = self._inflight
+        if len(inflight) >= self.max_inflight:
+            old_stamp = next(iter(inflight))
+            old = inflight.pop(old_stamp)
             self.dropped_inflight += 1
-            out.append(self._complete(old_key, old.event, _CUT))
-        self._inflight[key] = _Pending(event, self._now if now is None else now)
+            out.append(self._complete(old_stamp, old, _CUT))
+        event.since = self._now if now is None else now
+        inflight[stamp] = event
         return out
 
     def expire(self, now: float) -> list[Event]:
         """Complete the events that have waited `timeout` or longer for their EOE."""
         self._now = now
-        expired: list[tuple[int, int, int]] = []
-        for key, pending in self._inflight.items():
+        expired: list[bytes] = []
+        for stamp, pending in self._inflight.items():
             if pending.since is None:
                 pending.since = now  # added before the clock was known: start counting now
             elif now - pending.since >= self.timeout:
-                expired.append(key)
+                expired.append(stamp)
         out = []
-        for key in expired:
-            pending = self._inflight.pop(key)
+        for stamp in expired:
+            pending = self._inflight.pop(stamp)
             self.timed_out += 1
-            out.append(self._complete(key, pending.event, _CUT))
+            out.append(self._complete(stamp, pending, _CUT))
         return out
 
     def flush(self) -> list[Event]:
         """Complete every event in flight (at shutdown); unseen serials count as gaps now."""
-        out = [self._complete(key, p.event, _CUT) for key, p in self._inflight.items()]
+        out = [self._complete(stamp, event, _CUT) for stamp, event in self._inflight.items()]
         self._inflight.clear()
         self.serial_gaps += len(self._missing)
         self._missing.clear()
@@ -203,16 +240,16 @@ class Coalescer:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _complete(self, key: tuple[int, int, int], event: Event, how: bool) -> Event:
+    def _complete(self, stamp: bytes, event: Event, how: bool) -> Event:
         event.ended = how
-        types = frozenset(r.type for r in event.records)
+        types = tuple(event.types)
         shared = self._type_sets.get(types)
         if shared is None:
             if len(self._type_sets) >= 256:
                 self._type_sets.clear()
             shared = self._type_sets[types] = types
         recent = self._recent
-        recent[key] = (how, shared)
+        recent[stamp] = (how, shared)
         if len(recent) > self._recent_cap:
             recent.popitem(last=False)
         return event

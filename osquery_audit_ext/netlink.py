@@ -8,7 +8,9 @@ path. Kernel errors become the errors.py exceptions a user can act on.
 from __future__ import annotations
 
 import errno
+import math
 import os
+import select
 import socket
 import struct
 import threading
@@ -187,6 +189,7 @@ class AuditNetlink:
         self._buffer = bytearray(RECV_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
         self._timeout: float | None = -1.0  # the timeout last given to the socket
+        self._poller: select.poll | None = None
         self._netlink = peer is None  # False: `peer` stands in for the kernel
         if peer is not None:
             self._sock = peer
@@ -277,28 +280,55 @@ class AuditNetlink:
     # -- events -----------------------------------------------------------------------------
 
     def recv(self, timeout: float | None = None) -> tuple[int, bytes] | None:
-        """The next audit record (type, payload) from the kernel, or None on timeout.
+        """The next audit record (type, payload) from the kernel, or None on timeout."""
+        records = self.recv_many(timeout, 1)
+        return records[0] if records else None
 
-        The payload runs to the end of the datagram: the kernel's header length of a unicast
-        record counts only the payload, so it is not used. Late replies to requests that timed
-        out (seq not 0) are dropped here.
+    def recv_many(self, timeout: float | None = None, limit: int = 256) -> list[tuple[int, bytes]]:
+        """The audit records (type, payload) waiting, at most `limit`; if none is waiting,
+        wait up to `timeout` seconds (None: forever) for one. [] on timeout.
+
+        The socket is read without blocking and the wait is a poll, so a busy stream costs
+        one system call per record. The payload runs to the end of the datagram: the
+        kernel's header length of a unicast record counts only the payload, so it is not
+        used. Late replies to requests that timed out (seq not 0) are dropped here.
         """
-        if self.pending:
-            return self.pending.popleft()
+        out: list[tuple[int, bytes]] = []
+        pending = self.pending
+        while pending and len(out) < limit:
+            out.append(pending.popleft())
         sock = self._socket()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        remaining = timeout
-        while True:
-            n = self._receive(sock, remaining)
-            if not n:
-                return None
-            msg_type, _flags, seq = NLMSG_TYPE_SEQ.unpack_from(self._buffer, 4)
-            if seq == 0:
-                return msg_type, bytes(self._view[NLMSG_HDRLEN:n])
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
+        receive = self._receive
+        buffer, view = self._buffer, self._view
+        deadline = None
+        while len(out) < limit:
+            n = receive(sock, 0.0)
+            if n:
+                msg_type, _flags, seq = NLMSG_TYPE_SEQ.unpack_from(buffer, 4)
+                if seq == 0:
+                    out.append((msg_type, bytes(view[NLMSG_HDRLEN:n])))
+                continue
+            if out:
+                break
+            if timeout is not None:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + timeout
+                elif now >= deadline:
+                    break
+            if not self._wait_readable(sock, None if deadline is None else deadline - now):
+                break
+        return out
+
+    def _wait_readable(self, sock: socket.socket, timeout: float | None) -> bool:
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(sock, select.POLLIN)
+        try:
+            return bool(poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))))
+        except InterruptedError:
+            return True  # look again
 
     # -- control requests -------------------------------------------------------------------
 

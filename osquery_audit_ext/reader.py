@@ -19,7 +19,7 @@ from .coalesce import Coalescer, Event
 from .control import AuditControl, owner_process
 from .errors import AuditExtError, AuditPidTaken
 from .netlink import AuditNetlink
-from .records import RecordParseError, parse_record
+from .records import RecordParseError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -183,22 +183,22 @@ class AuditReader:
             sock = self._sock
             if sock is None:
                 break
-            message = sock.recv(wake)
+            batch = sock.recv_many(wake)
             now = self.clock()
-            if message is not None:
-                msg_type, payload = message
+            received = 0
+            for msg_type, payload in batch:
                 if (
                     msg_type >= AUDIT_FIRST_EVENT or msg_type in RECORDS_BELOW_FIRST_EVENT
                 ) and msg_type != AUDIT_REPLACE:
-                    stats.records_received += 1
+                    received += 1
                     try:
-                        record = parse_record(msg_type, payload)
+                        done = coalescer.add(msg_type, payload, now)
                     except RecordParseError:
                         stats.parse_errors += 1
-                    else:
-                        done = coalescer.add(record, now)
-                        if done:
-                            on_events(done)
+                        continue
+                    if done:
+                        on_events(done)
+            stats.records_received += received
             if now >= next_expire:
                 expired = coalescer.expire(now)
                 if expired:

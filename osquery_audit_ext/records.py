@@ -58,7 +58,7 @@ AF_INET = 2
 AF_INET6 = 10
 AF_NETLINK = 16
 
-_HEADER = re.compile(rb"audit\((\d+)\.(\d{3}):(\d+)\): ?")
+_STAMP = re.compile(rb"(\d+)\.(\d{3}):(\d+)")  # SECONDS.MILLIS:SERIAL inside audit(...)
 # key=value where value is '...' or "..." (may hold spaces, e.g. msg='...' in user
 # records) or a run of non-space characters. Words without '=' (AVC text) are skipped.
 _FIELD = re.compile(r"""([^\s=]+)=('[^']*'?|"[^"]*"?|\S*)""")
@@ -167,6 +167,28 @@ class Record:
         return None
 
 
+def split_header(payload: bytes) -> bytes:
+    """The stamp of a record payload: `SECONDS.MILLIS:SERIAL` of `audit(...):`, as bytes.
+
+    This is all the reader needs per record (records of one event share the stamp), so it
+    only checks the shape; `parse_stamp` checks the digits, once per event.
+    """
+    if payload[:6] != b"audit(":
+        raise RecordParseError(f"not an audit record: {bytes(payload[:48])!r}")
+    close = payload.find(b"):", 6)
+    if close < 0:
+        raise RecordParseError(f"not an audit record: {bytes(payload[:48])!r}")
+    return payload[6:close]
+
+
+def parse_stamp(stamp: bytes) -> tuple[int, int, int]:
+    """(seconds, milliseconds, serial) of a stamp; RecordParseError if it is malformed."""
+    match = _STAMP.fullmatch(stamp)
+    if match is None:
+        raise RecordParseError(f"not an audit timestamp: {bytes(stamp[:48])!r}")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
 def parse_record(msg_type: int, payload: bytes) -> Record:
     """Parse one record's payload; raises RecordParseError (and nothing else) if it is not one.
 
@@ -179,22 +201,18 @@ def parse_record(msg_type: int, payload: bytes) -> Record:
             raise RecordParseError(
                 f"record payload is not bytes: {type(payload).__name__}"
             ) from exc
-    match = _HEADER.match(payload)
-    if match is None:
-        raise RecordParseError(f"not an audit record: {payload[:48]!r}")
+    stamp = split_header(payload)
+    sec, msec, serial = parse_stamp(stamp)
     if msg_type.__class__ is not int:
         try:
             msg_type = int(msg_type)
         except (TypeError, ValueError) as exc:
             raise RecordParseError(f"record type is not a number: {msg_type!r}") from exc
-    body = payload[match.end() :].rstrip(b"\x00\n")
-    return Record(
-        msg_type,
-        int(match.group(1)),
-        int(match.group(2)),
-        int(match.group(3)),
-        body.decode("utf-8", "surrogateescape"),
-    )
+    start = len(stamp) + 8  # past "audit(" + stamp + "):"
+    if payload[start : start + 1] == b" ":
+        start += 1
+    body = payload[start:].rstrip(b"\x00\n")
+    return Record(msg_type, sec, msec, serial, body.decode("utf-8", "surrogateescape"))
 
 
 def split_fields(body: str) -> dict[str, str]:

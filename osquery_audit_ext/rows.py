@@ -65,7 +65,7 @@ _SURROGATE = re.compile(r"[\udc80-\udcff]")
 
 
 @functools.lru_cache(maxsize=1024)
-def _syscall_name(audit_arch: int, nr: int) -> str:
+def audit_syscall_name(audit_arch: int, nr: int) -> str:
     """The syscall's name on the event's ABI; its number when the ABI or number is unknown."""
     machine = machine_for_audit_arch(audit_arch)
     name = syscall_name(machine, nr) if machine else None
@@ -160,7 +160,7 @@ def _syscall(event: Event) -> tuple[Record, str, int] | None:
     nr = record.decimal("syscall")
     if audit_arch is None or nr is None:
         return None
-    return record, _syscall_name(audit_arch, nr), audit_arch
+    return record, audit_syscall_name(audit_arch, nr), audit_arch
 
 
 def _executable(paths: list[Record]) -> Record | None:

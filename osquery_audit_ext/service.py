@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from .coalesce import Event
 from .control import AuditControl
@@ -19,15 +19,12 @@ from .errors import AuditExtError, ConfigError
 from .managed_rules import desired_rule_texts
 from .reader import AuditReader
 from .ring import EventRing
-from .rows import process_row, socket_row
+from .routing import EventRouter
 from .rule.codec import canonical_rule_data, decode_rule, encode_rule
 from .rule.parse import parse_rule
 from .settings import Settings, load_settings
-from .tablespec import load_spec
 
 log = logging.getLogger(__name__)
-
-AF_UNIX = 1
 
 
 def boot_time() -> float:
@@ -59,14 +56,17 @@ class AuditService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         ring = settings.ring
-        self.process_ring = EventRing(
-            load_spec("process_events").column_names, ring.capacity, ring.expiry
-        )
-        self.socket_ring = EventRing(
-            load_spec("socket_events").column_names, ring.capacity, ring.expiry
+        self.process_ring = EventRing(ring.capacity, ring.expiry)
+        self.socket_ring = EventRing(ring.capacity, ring.expiry)
+        # accept on AF_UNIX cannot be filtered by the kernel rule: drop such rows, but only
+        # when our rule alone produced them.
+        self.router = EventRouter(
+            self.process_ring,
+            self.socket_ring,
+            boot_time(),
+            drop_unix_key=None if settings.events.socket_unix else settings.key,
         )
         self.reader: AuditReader | None = None
-        self._boot_time = boot_time()
         self._desired = encode_rule_texts(desired_rule_texts(settings))
         self._installed: list[bytes] = []  # rules we added, to remove on exit
         self._saved_control: dict[str, int] = {}  # settings we changed, with their old values
@@ -76,22 +76,18 @@ class AuditService:
     # -- events -> rows ---------------------------------------------------------------------
 
     def route_events(self, events: list[Event]) -> None:
-        """Reader-thread sink: each completed event becomes at most one row."""
-        boot = self._boot_time
-        drop_unix = not self.settings.events.socket_unix
-        our_key = self.settings.key
-        for event in events:
-            row = process_row(event, boot)
+        """Reader-thread sink: each completed event becomes at most one ring entry."""
+        self.router.route(events)
+
+    def table_rows(self, table: str, **bounds: Any) -> list[dict]:
+        """Rows of an event table with their eid, filtered as EventRing.query filters."""
+        build = self.router.builder(table)
+        rows = []
+        for eid, _time, _pid, item in self.router.rings()[table].query(**bounds):
+            row = build(item)
             if row is not None:
-                self.process_ring.append(row)
-                continue
-            row = socket_row(event, boot)
-            if row is not None:
-                # accept on AF_UNIX cannot be filtered by the kernel rule: drop it here, but
-                # only when our rule alone produced it.
-                if drop_unix and row["family"] == AF_UNIX and row["key"] == our_key:
-                    continue
-                self.socket_ring.append(row)
+                rows.append({**row, "eid": eid})
+        return rows
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .control import AuditControl, owner_process
@@ -85,14 +85,19 @@ class AuditStatusTable(Table):
 
 
 class EventTable(Table):
-    """An evented table over a ring: time, eid and pid constraints narrow the scan."""
+    """An evented table over a ring: time, eid and pid constraints narrow the scan, and rows
+    are built (from the event's records) only when the query uses more than eid, time, pid."""
 
-    def __init__(self, name: str, ring: EventRing) -> None:
+    INDEX_COLUMNS = frozenset({"eid", "time", "pid"})
+
+    def __init__(
+        self, name: str, ring: EventRing, build_row: Callable[[object], dict | None]
+    ) -> None:
         self.spec = load_spec(name)
         self.ring = ring
-        self._eid_index = self.spec.column_names.index("eid")
+        self.build_row = build_row
 
-    def generate(self, context: QueryContext) -> Iterable[tuple[object, ...]]:
+    def generate(self, context: QueryContext) -> Iterable[dict[str, object]]:
         time_min, time_max = context.int_bounds("time")
         eids = [int(e) for e in context.equals("eid") if e.isdigit()]
         pids = [int(p) for p in context.equals("pid") if p.lstrip("-").isdigit()]
@@ -100,30 +105,41 @@ class EventTable(Table):
             return []  # eid = 'not-a-number' matches nothing
         if context.equals("pid") and not pids:
             return []
-        rows = self.ring.query(
+        entries = self.ring.query(
             time_min=time_min,
             time_max=time_max,
             eid_min=min(eids) if eids else None,
             eid_max=max(eids) if eids else None,
             pids=set(pids) if pids else None,
         )
-        i = self._eid_index
         used = context.cols_used
-        if used is None:
-            return [(*row[:i], str(row[i]).zfill(EID_WIDTH), *row[i + 1 :]) for row in rows]
-        # Send only the columns the query uses (count(*) uses none): most of the cost of a
-        # large answer is encoding and sending values nobody reads.
-        wanted = [(n, j) for j, n in enumerate(self.spec.column_names) if n in used]
-        return [
-            {n: (str(row[j]).zfill(EID_WIDTH) if j == i else row[j]) for n, j in wanted}
-            for row in rows
-        ]
+        if used is not None and used <= self.INDEX_COLUMNS:
+            # count(*) and the like: the ring's index answers without building rows.
+            return [
+                {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid}
+                for eid, when, pid, _item in entries
+            ]
+        # Send only the columns the query uses: most of the cost of a large answer is
+        # encoding and sending values nobody reads.
+        names = self.spec.column_names
+        wanted = names if used is None else [n for n in names if n in used]
+        build = self.build_row
+        rows = []
+        for eid, _when, _pid, item in entries:
+            row = build(item)
+            if row is None:
+                continue
+            row["eid"] = str(eid).zfill(EID_WIDTH)
+            rows.append({n: row.get(n) for n in wanted})
+        return rows
 
 
 def audit_tables(service: AuditService) -> list[Table]:
     return [
         AuditRulesTable(service.settings.key),
         AuditStatusTable(service),
-        EventTable("process_events", service.process_ring),
-        EventTable("socket_events", service.socket_ring),
+        *(
+            EventTable(name, ring, service.router.builder(name))
+            for name, ring in service.router.rings().items()
+        ),
     ]

@@ -58,7 +58,6 @@ from osquery_audit_ext.bench.storm import (
 )
 from osquery_audit_ext.coalesce import Coalescer
 from osquery_audit_ext.managed_rules import desired_rule_texts
-from osquery_audit_ext.records import parse_record
 from osquery_audit_ext.rows import process_row, socket_row
 
 # -- storm generator ------------------------------------------------------------------------
@@ -238,7 +237,7 @@ def _events(records):
     coalescer = Coalescer()
     done = []
     for msg_type, payload in records:
-        done += coalescer.add(parse_record(msg_type, payload))
+        done += coalescer.add(msg_type, payload)
     return done
 
 

@@ -4,22 +4,54 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osquery_audit_ext.coalesce import SERIAL_WINDOW, Coalescer, Event, completes_alone
-from osquery_audit_ext.records import Record, parse_record
+from osquery_audit_ext.records import Record, RecordParseError, parse_record
 
 GOLDEN = Path(__file__).parent / "golden" / "records"
 
 
-def rec(msg_type: int, serial: int, body: str = "", stamp: str = "1700000000.500") -> Record:
-    return parse_record(msg_type, f"audit({stamp}:{serial}): {body}".encode())
+class Raw(NamedTuple):
+    """A record as the reader hands it to the coalescer: its type and payload."""
+
+    type: int
+    payload: bytes
+
+    @property
+    def record(self) -> Record:
+        return parse_record(self.type, self.payload)
+
+    @property
+    def serial(self) -> int:
+        return self.record.serial
+
+    @property
+    def sec(self) -> int:
+        return self.record.sec
+
+    @property
+    def msec(self) -> int:
+        return self.record.msec
+
+    @property
+    def body(self) -> str:
+        return self.record.body
 
 
-def syscall_event(serial: int, stamp: str = "1700000000.500") -> list[Record]:
+def parsed(raws: list[Raw]) -> list[Raw]:
+    return [raw.record for raw in raws]
+
+
+def rec(msg_type: int, serial: int, body: str = "", stamp: str = "1700000000.500") -> Raw:
+    return Raw(msg_type, f"audit({stamp}:{serial}): {body}".encode())
+
+
+def syscall_event(serial: int, stamp: str = "1700000000.500") -> list[Raw]:
     """SYSCALL, CWD, two PATHs, PROCTITLE and EOE, as the kernel sends one syscall's event."""
     return [
         rec(1300, serial, f"arch=c000003e syscall=59 success=yes exit=0 pid={serial}", stamp),
@@ -31,19 +63,19 @@ def syscall_event(serial: int, stamp: str = "1700000000.500") -> list[Record]:
     ]
 
 
-def feed(coalescer: Coalescer, records: list[Record], now: float | None = None) -> list[Event]:
+def feed(coalescer: Coalescer, records: list[Raw], now: float | None = None) -> list[Event]:
     out: list[Event] = []
     for record in records:
-        out.extend(coalescer.add(record, now))
+        out.extend(coalescer.add(record.type, record.payload, now))
     return out
 
 
-def read_log(path: Path) -> list[Record]:
+def read_log(path: Path) -> list[Raw]:
     records = []
     for line in path.read_bytes().splitlines():
         if line and not line.startswith(b"#"):
             msg_type, _, payload = line.partition(b" ")
-            records.append(parse_record(int(msg_type), payload))
+            records.append(Raw(int(msg_type), payload))
     return records
 
 
@@ -52,12 +84,12 @@ def test_eoe_completes_the_event_with_its_records_in_order() -> None:
     records = syscall_event(10)
     assert feed(coalescer, records[:-1]) == []
     assert len(coalescer) == 1
-    (event,) = coalescer.add(records[-1])
-    assert event.records == records[:-1]  # EOE itself is not kept
+    (event,) = coalescer.add(*records[-1])
+    assert event.records == parsed(records[:-1])  # EOE itself is not kept
     assert (event.sec, event.msec, event.serial, event.ended) == (1700000000, 500, 10, True)
     assert event.time_ms == 1700000000500
-    assert event.first(1302) is records[2]
-    assert event.all(1302) == records[2:4]
+    assert event.first(1302) == records[2].record
+    assert event.all(1302) == parsed(records[2:4])
     assert event.first(1309) is None
     assert len(coalescer) == 0
     assert (coalescer.timed_out, coalescer.duplicates, coalescer.late) == (0, 0, 0)
@@ -78,8 +110,8 @@ def test_records_logged_without_task_context_complete_alone(msg_type: int) -> No
     assert completes_alone(msg_type)
     coalescer = Coalescer()
     record = rec(msg_type, 3, "pid=1 uid=0 msg='op=x res=success'")
-    (event,) = coalescer.add(record)
-    assert event.records == [record] and event.ended
+    (event,) = coalescer.add(*record)
+    assert event.records == [record.record] and event.ended
     assert len(coalescer) == 0
 
 
@@ -87,7 +119,7 @@ def test_records_logged_without_task_context_complete_alone(msg_type: int) -> No
 def test_records_that_may_share_a_syscall_context_wait_for_eoe(msg_type: int) -> None:
     assert not completes_alone(msg_type)
     coalescer = Coalescer()
-    assert coalescer.add(rec(msg_type, 3, "pid=1")) == []
+    assert coalescer.add(*rec(msg_type, 3, "pid=1")) == []
     assert len(coalescer) == 1
 
 
@@ -124,9 +156,9 @@ def test_timeout_is_measured_on_the_callers_clock() -> None:
 
 def test_without_add_time_the_last_expire_time_stamps_new_events() -> None:
     coalescer = Coalescer(timeout=2)
-    coalescer.add(rec(1300, 1))  # before any clock value: counted from the first expire
+    coalescer.add(*rec(1300, 1))  # before any clock value: counted from the first expire
     assert coalescer.expire(50.0) == []
-    coalescer.add(rec(1300, 2))  # stamped 50.0
+    coalescer.add(*rec(1300, 2))  # stamped 50.0
     assert [e.serial for e in coalescer.expire(51.0)] == []
     assert [e.serial for e in coalescer.expire(52.0)] == [1, 2]
 
@@ -134,8 +166,8 @@ def test_without_add_time_the_last_expire_time_stamps_new_events() -> None:
 def test_the_cap_pushes_out_the_oldest_event_as_it_is() -> None:
     coalescer = Coalescer(max_inflight=2)
     assert feed(coalescer, [rec(1300, 1), rec(1300, 2)]) == []
-    assert coalescer.add(rec(1302, 1)) == []  # more records for an event in flight: no push
-    (pushed,) = coalescer.add(rec(1300, 3))
+    assert coalescer.add(*rec(1302, 1)) == []  # more records for an event in flight: no push
+    (pushed,) = coalescer.add(*rec(1300, 3))
     assert pushed.serial == 1 and not pushed.ended
     assert [r.type for r in pushed.records] == [1300, 1302]
     assert coalescer.dropped_inflight == 1
@@ -144,13 +176,13 @@ def test_the_cap_pushes_out_the_oldest_event_as_it_is() -> None:
 
 def test_replace_probe_is_ignored() -> None:
     coalescer = Coalescer()
-    assert coalescer.add(rec(1329, 9, "audit_pid=1 old=1 auid=0 ses=1 res=1")) == []
+    assert coalescer.add(*rec(1329, 9, "audit_pid=1 old=1 auid=0 ses=1 res=1")) == []
     assert len(coalescer) == 0
 
 
 def test_eoe_for_an_unknown_event_is_ignored() -> None:
     coalescer = Coalescer()
-    assert coalescer.add(rec(1320, 77)) == []
+    assert coalescer.add(*rec(1320, 77)) == []
     assert coalescer.duplicates == 0 and len(coalescer) == 0
 
 
@@ -158,18 +190,18 @@ def test_duplicate_records_are_dropped_and_counted() -> None:
     coalescer = Coalescer()
     records = syscall_event(4)
     done = feed(coalescer, [records[0], records[0], *records[1:3], records[2], *records[3:]])
-    assert [e.records for e in done] == [records[:-1]]
+    assert [e.records for e in done] == [parsed(records[:-1])]
     assert coalescer.duplicates == 2
     # After the EOE: the same EOE again, and a record type the event had, are duplicates.
-    assert coalescer.add(records[-1]) == []
-    assert coalescer.add(records[1]) == []
+    assert coalescer.add(*records[-1]) == []
+    assert coalescer.add(*records[1]) == []
     assert coalescer.duplicates == 4 and len(coalescer) == 0
 
 
 def test_a_record_type_new_to_an_ended_event_starts_a_late_event() -> None:
     coalescer = Coalescer()
-    assert len(coalescer.add(rec(1107, 8, "pid=1 msg='x'"))) == 1
-    assert coalescer.add(rec(1420, 8, "subj_selinux=a subj_apparmor=b")) == []
+    assert len(coalescer.add(*rec(1107, 8, "pid=1 msg='x'"))) == 1
+    assert coalescer.add(*rec(1420, 8, "subj_selinux=a subj_apparmor=b")) == []
     assert coalescer.late == 1 and len(coalescer) == 1
 
 
@@ -178,11 +210,11 @@ def test_records_after_a_timeout_start_a_late_event() -> None:
     records = syscall_event(6)
     feed(coalescer, records[:2], now=0.0)
     (cut,) = coalescer.expire(5.0)
-    assert cut.records == records[:2]
+    assert cut.records == parsed(records[:2])
     feed(coalescer, records[2:-1], now=5.0)
     assert coalescer.late == 1
-    (rest,) = coalescer.add(records[-1])
-    assert rest.records == records[2:-1] and rest.ended
+    (rest,) = coalescer.add(*records[-1])
+    assert rest.records == parsed(records[2:-1]) and rest.ended
 
 
 def test_flush_returns_everything_in_flight() -> None:
@@ -206,7 +238,7 @@ def test_invalid_settings_are_rejected() -> None:
 def gaps_after(serials: list[int]) -> int:
     coalescer = Coalescer()
     for serial in serials:
-        coalescer.add(rec(1005, serial, "msg='x'"))
+        coalescer.add(*rec(1005, serial, "msg='x'"))
     coalescer.flush()
     return coalescer.serial_gaps
 
@@ -232,9 +264,9 @@ def test_a_serial_far_behind_restarts_counting() -> None:
 def test_holes_count_once_they_fall_out_of_the_window() -> None:
     coalescer = Coalescer()
     for serial in (1, 3):
-        coalescer.add(rec(1005, serial, "msg='x'"))
+        coalescer.add(*rec(1005, serial, "msg='x'"))
     assert coalescer.serial_gaps == 0  # 2 may still come
-    coalescer.add(rec(1005, 3 + SERIAL_WINDOW, "msg='x'"))
+    coalescer.add(*rec(1005, 3 + SERIAL_WINDOW, "msg='x'"))
     assert coalescer.serial_gaps == 1  # 2 is now too old to be late; 4.. may still come
     coalescer.flush()
     assert coalescer.serial_gaps == 1 + (SERIAL_WINDOW - 1)
@@ -242,8 +274,8 @@ def test_holes_count_once_they_fall_out_of_the_window() -> None:
 
 def test_a_huge_jump_counts_the_excess_at_once() -> None:
     coalescer = Coalescer()
-    coalescer.add(rec(1005, 1, "msg='x'"))
-    coalescer.add(rec(1005, 1 + 10 * SERIAL_WINDOW, "msg='x'"))
+    coalescer.add(*rec(1005, 1, "msg='x'"))
+    coalescer.add(*rec(1005, 1 + 10 * SERIAL_WINDOW, "msg='x'"))
     assert coalescer.serial_gaps == 10 * SERIAL_WINDOW - 1 - SERIAL_WINDOW
     coalescer.flush()
     assert coalescer.serial_gaps == 10 * SERIAL_WINDOW - 1
@@ -268,7 +300,7 @@ def test_gap_count_equals_serials_dropped(data: st.DataObject) -> None:
 # -- any interleaving --------------------------------------------------------------------
 
 
-def interleave(events: list[list[Record]], rnd: random.Random) -> list[Record]:
+def interleave(events: list[list[Raw]], rnd: random.Random) -> list[Raw]:
     """A random merge of the events' records keeping each event's own order."""
     queues = [list(records) for records in events]
     out = []
@@ -279,7 +311,7 @@ def interleave(events: list[list[Record]], rnd: random.Random) -> list[Record]:
 
 
 @st.composite
-def event_sets(draw: st.DrawFn) -> list[list[Record]]:
+def event_sets(draw: st.DrawFn) -> list[list[Raw]]:
     count = draw(st.integers(1, 12))
     first = draw(st.integers(1, 4294967295))
     events = []
@@ -297,7 +329,7 @@ def event_sets(draw: st.DrawFn) -> list[list[Record]]:
 @settings(max_examples=200, deadline=None)
 @given(event_sets(), st.randoms())
 def test_every_interleaving_completes_each_event_once(
-    events: list[list[Record]], rnd: random.Random
+    events: list[list[Raw]], rnd: random.Random
 ) -> None:
     coalescer = Coalescer(max_inflight=64)
     done = feed(coalescer, interleave(events, rnd))
@@ -306,7 +338,7 @@ def test_every_interleaving_completes_each_event_once(
     assert got == want
     by_key = {(e.serial, e.sec, e.msec): e.records for e in done}
     for records in events:
-        assert by_key[(records[0].serial, records[0].sec, records[0].msec)] == records[:-1]
+        assert by_key[(records[0].serial, records[0].sec, records[0].msec)] == parsed(records[:-1])
     assert all(e.ended for e in done)
     assert len(coalescer) == 0
     assert (coalescer.duplicates, coalescer.late, coalescer.timed_out) == (0, 0, 0)
@@ -316,7 +348,7 @@ def test_every_interleaving_completes_each_event_once(
 @settings(max_examples=150, deadline=None)
 @given(event_sets(), st.randoms(), st.data())
 def test_missing_eoe_times_out_and_duplicates_change_nothing(
-    events: list[list[Record]], rnd: random.Random, data: st.DataObject
+    events: list[list[Raw]], rnd: random.Random, data: st.DataObject
 ) -> None:
     without_eoe = set(data.draw(st.lists(st.integers(0, len(events) - 1), unique=True)))
     streams = [ev[:-1] if i in without_eoe else list(ev) for i, ev in enumerate(events)]
@@ -340,4 +372,23 @@ def test_missing_eoe_times_out_and_duplicates_change_nothing(
     assert coalescer.duplicates == duplicates
     by_serial = {e.serial: e.records for e in [*done, *expired]}
     for ev in events:
-        assert by_serial[ev[0].serial] == ev[:-1]
+        assert by_serial[ev[0].serial] == parsed(ev[:-1])
+
+
+def test_a_payload_that_is_not_a_record_is_refused_and_changes_nothing() -> None:
+    coalescer = Coalescer()
+    for payload in (b"hello", b"audit(1.000:1 a=1", b"audit(1.5:3): a=1", b"audit(1.000:x): a"):
+        with pytest.raises(RecordParseError):
+            coalescer.add(1300, payload)
+    assert len(coalescer) == 0 and coalescer.serial_gaps == 0
+
+
+def test_events_keep_the_payloads_and_parse_them_on_demand() -> None:
+    coalescer = Coalescer()
+    records = syscall_event(12)
+    (event,) = feed(coalescer, records)
+    assert event.types == [r.type for r in records[:-1]]
+    assert event.payloads == [r.payload for r in records[:-1]]
+    rebuilt = Event(list(event.types), list(event.payloads))
+    assert (rebuilt.sec, rebuilt.msec, rebuilt.serial) == (1700000000, 500, 12)
+    assert rebuilt.records == event.records

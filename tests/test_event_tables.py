@@ -27,11 +27,17 @@ def golden_process_rows() -> list[dict]:
 
 
 class RecordingTable(EventTable):
-    """The real table, noting every context core sends it."""
+    """The real table, noting every context core sends it and every row it builds. Its ring
+    holds finished rows as items (routing.py's items are tested in test_routing.py)."""
 
     def __init__(self, ring: EventRing) -> None:
-        super().__init__("process_events", ring)
+        super().__init__("process_events", ring, self.build)
         self.contexts: list[QueryContext] = []
+        self.built = 0
+
+    def build(self, item: object) -> dict:
+        self.built += 1
+        return dict(item)  # type: ignore[call-overload]
 
     def generate(self, context: QueryContext):
         self.contexts.append(context)
@@ -41,13 +47,13 @@ class RecordingTable(EventTable):
 @pytest.fixture(scope="module")
 def served():
     templates = golden_process_rows()
-    ring = EventRing(SPEC.column_names, capacity=1000, expiry=0)
+    ring = EventRing(capacity=1000, expiry=0)
     rows = []
     for i in range(300):
         row = dict(templates[i % len(templates)])
         row["pid"] = 1000 + i % 50
         row["time"] = 1_700_000_000 + i
-        ring.append(row)
+        ring.append(row["time"], row["pid"], row)
         rows.append(row)
     table = RecordingTable(ring)
     directory = tempfile.mkdtemp(prefix="oae-t")
@@ -118,7 +124,9 @@ def test_only_used_columns_are_sent(served):
     # osquery declares index columns as the PRIMARY KEY of a WITHOUT ROWID table, so SQLite
     # counts them as used in every query; nothing else is sent for count(*).
     key = {"pid", "time", "eid"}
+    built = table.built
     query(core, "SELECT count(*) FROM process_events")
+    assert table.built == built  # answered from the ring's index: no row built
     assert set(table.generate(table.contexts[-1])[0]) == key
     query(core, "SELECT cmdline FROM process_events WHERE pid = 1002")
     (first, *_) = table.generate(table.contexts[-1])

@@ -20,12 +20,9 @@ import pytest
 
 from osquery_audit_ext.service import AuditService
 from osquery_audit_ext.settings import EventSettings, ReaderSettings, Settings
-from osquery_audit_ext.tablespec import load_spec
 
 pytestmark = pytest.mark.kernel
 
-PROCESS_COLUMNS = load_spec("process_events").column_names
-SOCKET_COLUMNS = load_spec("socket_events").column_names
 TRUE = shutil.which("true") or "/bin/true"
 
 # Arguments that break other tools: >10 of them, a 20,000-byte one, empty ones, spaces,
@@ -46,10 +43,10 @@ ODD_ARGV: list[bytes] = [
 ]
 
 
-def wait_rows(ring, columns, pids, predicate, timeout=15.0) -> list[dict]:
+def wait_rows(service, table, pids, predicate, timeout=15.0) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
-        rows = [dict(zip(columns, r)) for r in ring.query(pids=set(pids))]
+        rows = service.table_rows(table, pids=set(pids))
         found = [r for r in rows if predicate(r)]
         if found or time.monotonic() > deadline:
             return found
@@ -103,9 +100,7 @@ def expected_argv_json(argv: list[bytes]) -> list[str]:
 
 def test_execve_argv_is_exact(process_service):
     pid = run_argv(ODD_ARGV)
-    rows = wait_rows(
-        process_service.process_ring, PROCESS_COLUMNS, [pid], lambda r: r["syscall"] == "execve"
-    )
+    rows = wait_rows(process_service, "process_events", [pid], lambda r: r["syscall"] == "execve")
     assert len(rows) == 1, rows
     row = rows[0]
     assert json.loads(row["argv"]) == expected_argv_json(ODD_ARGV)
@@ -127,18 +122,15 @@ def test_execve_argv_is_exact(process_service):
 def test_many_execs_none_lost(process_service):
     pids = [run_argv([TRUE.encode(), f"n{i}".encode()]) for i in range(50)]
     rows = wait_rows(
-        process_service.process_ring,
-        PROCESS_COLUMNS,
+        process_service,
+        "process_events",
         pids,
         lambda r: r["syscall"] == "execve",
     )
     deadline = time.monotonic() + 10
     while len(rows) < len(pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-        rows = [
-            dict(zip(PROCESS_COLUMNS, r))
-            for r in process_service.process_ring.query(pids=set(pids))
-        ]
+        rows = process_service.table_rows("process_events", pids=set(pids))
     assert sorted(r["pid"] for r in rows) == sorted(pids)
     assert {json.loads(r["argv"])[1] for r in rows} == {f"n{i}" for i in range(50)}
 
@@ -164,8 +156,8 @@ def test_32bit_execve_is_seen(process_service, tmp_path):
     proc = subprocess.Popen([str(binary)])
     assert proc.wait() == 0
     rows = wait_rows(
-        process_service.process_ring,
-        PROCESS_COLUMNS,
+        process_service,
+        "process_events",
         [proc.pid],  # the 32-bit program itself calls execve
         lambda r: r["arch"] == "b32" and json.loads(r["argv"]) == ["/bin/true", "b32", "a r g"],
     )
@@ -225,7 +217,7 @@ def run_workload(name: str, *args: str) -> tuple[int, dict]:
 
 
 def socket_rows(service, pid: int, predicate) -> list[dict]:
-    return wait_rows(service.socket_ring, SOCKET_COLUMNS, [pid], predicate)
+    return wait_rows(service, "socket_events", [pid], predicate)
 
 
 @pytest.mark.parametrize(
@@ -306,8 +298,8 @@ def test_beside_auditd_nothing_lost(kernel_rw):
                 deadline = time.monotonic() + 15
                 seen: set[int] = set()
                 while seen != set(pids) and time.monotonic() < deadline:
-                    rows = service.process_ring.query(pids=set(pids))
-                    seen = {dict(zip(PROCESS_COLUMNS, r))["pid"] for r in rows}
+                    rows = service.table_rows("process_events", pids=set(pids))
+                    seen = {r["pid"] for r in rows}
                     time.sleep(0.2)
                 assert seen == set(pids)
             finally:

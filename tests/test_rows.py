@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from osquery_audit_ext.coalesce import Coalescer, Event
-from osquery_audit_ext.records import AF_UNIX, parse_record
+from osquery_audit_ext.records import AF_UNIX
 from osquery_audit_ext.rows import argv_columns, display_text, process_row, quote_arg, socket_row
 from osquery_audit_ext.tablespec import load_spec
 
@@ -28,7 +28,7 @@ def events_of(lines: list[tuple[int, bytes]]) -> list[Event]:
     coalescer = Coalescer()
     events: list[Event] = []
     for msg_type, payload in lines:
-        events.extend(coalescer.add(parse_record(msg_type, payload), 0.0))
+        events.extend(coalescer.add(msg_type, payload, 0.0))
     return events + coalescer.flush()
 
 
@@ -180,13 +180,13 @@ def test_uptime_before_boot_is_unknown() -> None:
     assert row is not None and row["uptime"] is None
 
 
-def test_unknown_syscall_name_is_its_number() -> None:
-    from osquery_audit_ext.rows import _syscall_name
+def test_unknownaudit_syscall_name_is_its_number() -> None:
+    from osquery_audit_ext.rows import audit_syscall_name
 
-    assert _syscall_name(0xC000003E, 59) == "execve"
-    assert _syscall_name(0x40000003, 11) == "execve"
-    assert _syscall_name(0xC000003E, 99999) == "99999"
-    assert _syscall_name(0x12345678, 59) == "59"
+    assert audit_syscall_name(0xC000003E, 59) == "execve"
+    assert audit_syscall_name(0x40000003, 11) == "execve"
+    assert audit_syscall_name(0xC000003E, 99999) == "99999"
+    assert audit_syscall_name(0x12345678, 59) == "59"
 
 
 # -- socket_events -----------------------------------------------------------------------
@@ -307,7 +307,7 @@ def collect(nl: object, until: float, want: object) -> list[Event]:
         message = nl.recv(0.2)  # type: ignore[attr-defined]
         now = time.monotonic()
         if message is not None:
-            events.extend(coalescer.add(parse_record(*message), now))
+            events.extend(coalescer.add(*message, now))
         events.extend(coalescer.expire(now))
     return events + coalescer.flush()
 

@@ -1,8 +1,8 @@
 """Ring, query and memory figures in-process, with no kernel rules needed.
 
 Realistic record text (the kernel's formats for an execve and a refused connect) goes
-through the real path: records.parse_record -> Coalescer -> AuditService.route_events
-(rows.process_row / socket_row) -> EventRing. Then a pid-filtered query and a full count(*)
+through the real path: Coalescer -> AuditService.route_events (routing.EventRouter) ->
+EventRing; queries build rows (rows.process_row / socket_row) from what the ring keeps. Then a pid-filtered query and a full count(*)
 are timed through EventTable.generate directly and through SQL on an embedded core
 (LocalTableSource: the plugin handler's row encoding, then SQLite), and the resident memory
 the rows added is divided by the rows buffered.
@@ -27,9 +27,7 @@ from ..records import (
     AUDIT_PROCTITLE,
     AUDIT_SOCKADDR,
     AUDIT_SYSCALL,
-    parse_record,
 )
-from ..ring import EventRing
 from ..service import AuditService
 from ..table_plugins import EventTable
 from . import BenchError
@@ -174,7 +172,7 @@ def fill(service: AuditService, make: Callable[..., Records], count: int) -> Non
     start = time.time() - count / EVENTS_PER_SECOND - 5  # all well inside the ring's expiry
     route = service.route_events
     for msg_type, payload in synthetic_records(make, count, start, 1_000_000):
-        done = coalescer.add(parse_record(msg_type, payload))
+        done = coalescer.add(msg_type, payload)
         if done:
             route(done)
     leftover = coalescer.flush()
@@ -199,15 +197,15 @@ def best_of(repeat: int, run: Callable[[], int]) -> tuple[float, int]:
 
 
 def measure_table(
-    name: str,
-    ring: EventRing,
+    table: EventTable,
     core: EmbeddedCore,
     pid: int,
     repeat: int,
     pipeline_seconds: float,
     rss_delta: int,
 ) -> TableFigures:
-    table = EventTable(name, ring)
+    name = table.spec.name
+    ring = table.ring
     context = pid_context(pid)
     gen_pid, pid_rows = best_of(repeat, lambda: len(list(table.generate(context))))
     gen_full, _ = best_of(repeat, lambda: len(list(table.generate(QueryContext()))))
@@ -256,18 +254,19 @@ def ring_bench(
         after = sample()
         measured[name] = (cpu, after.rss_bytes - before.rss_bytes)
     core = EmbeddedCore(str(workdir / "ring.em"), builtin_tables=False)
-    core.add_table(EventTable("process_events", service.process_ring))
-    core.add_table(EventTable("socket_events", service.socket_ring))
+    tables = [
+        EventTable(name, ring, service.router.builder(name))
+        for name, ring in service.router.rings().items()
+    ]
+    for table in tables:
+        core.add_table(table)
     # A pid from the middle of the ring: a few events of one process among `events`.
     pid = 10_000 + (events // 2 // 3) % PIDS
     figures = []
-    for name, ring in (
-        ("process_events", service.process_ring),
-        ("socket_events", service.socket_ring),
-    ):
-        progress(f"ring: timing queries over {name} (best of {repeat})")
-        cpu, rss = measured[name]
-        figures.append(measure_table(name, ring, core, pid, repeat, cpu, rss))
+    for table in tables:
+        progress(f"ring: timing queries over {table.spec.name} (best of {repeat})")
+        cpu, rss = measured[table.spec.name]
+        figures.append(measure_table(table, core, pid, repeat, cpu, rss))
     return figures
 
 
