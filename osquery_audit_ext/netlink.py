@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 
+from . import mmsg
 from .errors import (
     AuditExtError,
     AuditPermissionError,
@@ -190,6 +191,7 @@ class AuditNetlink:
         self._view = memoryview(self._buffer)
         self._timeout: float | None = -1.0  # the timeout last given to the socket
         self._poller: select.poll | None = None
+        self._batches: mmsg.BatchReceiver | None = None
         self._netlink = peer is None  # False: `peer` stands in for the kernel
         if peer is not None:
             self._sock = peer
@@ -298,6 +300,8 @@ class AuditNetlink:
         while pending and len(out) < limit:
             out.append(pending.popleft())
         sock = self._socket()
+        if not out and limit >= mmsg.BATCH and self._netlink and mmsg.available():
+            return self._recv_batches(sock, timeout)
         receive = self._receive
         buffer, view = self._buffer, self._view
         deadline = None
@@ -319,6 +323,33 @@ class AuditNetlink:
             if not self._wait_readable(sock, None if deadline is None else deadline - now):
                 break
         return out
+
+    def _recv_batches(self, sock: socket.socket, timeout: float | None) -> list[tuple[int, bytes]]:
+        """recv_many through recvmmsg: one system call per batch of datagrams."""
+        batches = self._batches
+        if batches is None:
+            batches = self._batches = mmsg.BatchReceiver(sock.fileno())
+        deadline = None
+        while True:
+            try:
+                records = batches.receive()
+            except OSError as exc:
+                raise AuditExtError(f"audit netlink receive failed: {exc.strerror}") from None
+            finally:
+                self.enobufs += batches.enobufs
+                batches.enobufs = 0
+            if records:
+                return records
+            if records is not None:
+                continue  # a batch of late replies or foreign datagrams: look again
+            now = time.monotonic()
+            if timeout is not None:
+                if deadline is None:
+                    deadline = now + timeout
+                elif now >= deadline:
+                    return []
+            if not self._wait_readable(sock, None if deadline is None else deadline - now):
+                return []
 
     def _wait_readable(self, sock: socket.socket, timeout: float | None) -> bool:
         poller = self._poller

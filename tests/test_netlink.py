@@ -569,3 +569,66 @@ def test_multicast_receives_a_user_message(kernel: None) -> None:
     assert msg_type == AUDIT_USER or 1100 <= msg_type <= 1199, msg_type
     assert payload.startswith(b"audit(")
     assert f"msg='text={marker} exe=".encode() in payload
+
+
+# -- batched reads (recvmmsg) ------------------------------------------------------------
+
+
+def test_batch_receiver_keeps_kernel_records_only() -> None:
+    """recvmmsg over a datagram socket: records come out in order, whole; late replies
+    (seq not 0) and datagrams shorter than a header are dropped; nothing waiting is None."""
+    from osquery_audit_ext import mmsg
+
+    if not mmsg.available():
+        pytest.skip("this libc has no recvmmsg")
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with sender, receiver:
+        batches = mmsg.BatchReceiver(receiver.fileno())
+        assert batches.receive() is None
+        long_body = b"audit(1.000:9): " + b"a" * 9000
+        records = [
+            record(AUDIT_SYSCALL, b"audit(1.000:7): arch=c000003e syscall=59"),
+            nlmsg(AUDIT_GET, 5, b"late reply"),
+            b"short",
+            record(AUDIT_EOE, b"audit(1.000:7): "),
+        ]
+        sender.settimeout(5)
+        for datagram in records * 2:  # an AF_UNIX datagram queue holds about 10
+            sender.send(datagram)
+        sender.send(record(AUDIT_USER, long_body))
+        got = batches.receive()
+        want = [
+            (AUDIT_SYSCALL, b"audit(1.000:7): arch=c000003e syscall=59"),
+            (AUDIT_EOE, b"audit(1.000:7): "),
+        ]
+        assert got == want * 2 + [(AUDIT_USER, long_body)]
+        sender.send(nlmsg(AUDIT_GET, 6, b"only a late reply"))
+        assert batches.receive() == []
+        assert batches.receive() is None
+
+
+@pytest.mark.kernel
+def test_recv_many_reads_a_burst_of_real_records_in_batches(kernel: None) -> None:
+    """User messages sent in a burst reach a multicast reader whole, in order, several per
+    call (the kernel queued them before we read)."""
+    marker = f"oaetest_burst_{os.getpid()}_{time.monotonic_ns()}".encode()
+    count = 300
+    with AuditNetlink(multicast=True, rcvbuf=8 << 20) as nl:
+        sender = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9)
+        with sender:
+            sender.bind((0, 0))
+            for n in range(count):
+                text = marker + b" n=%d\0" % n  # NUL-terminated, as auditctl sends it
+                sender.sendto(HEADER.pack(16 + len(text), 1107, 1, n + 1, 0) + text, (0, 0))
+        seen: list[int] = []
+        largest = 0
+        deadline = time.monotonic() + 20
+        while len(seen) < count and time.monotonic() < deadline:
+            batch = nl.recv_many(0.5)
+            largest = max(largest, len(batch))
+            for msg_type, payload in batch:
+                if marker in payload:
+                    assert msg_type == 1107
+                    seen.append(int(payload.split(marker + b" n=")[1].split(b"'")[0]))
+    assert seen == list(range(count))
+    assert 1 < largest <= 64
