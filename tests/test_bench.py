@@ -366,6 +366,32 @@ def test_targets_pass_when_ours_is_faster_and_complete():
     assert targets["memory per buffered event"].verdict == PASS
 
 
+def test_rate_target_above_the_no_rules_rate_is_not_applicable():
+    """exec: auditd already runs at the rate without audit, so no consumer can be 1.2x it."""
+    runs = [
+        RunResult(
+            NO_RULES,
+            [_storm(NO_RULES, "exec", 100, 32.0), _storm(NO_RULES, "connect", 1000, 8896.0)],
+        ),
+        RunResult(
+            AUDITD, [_storm(AUDITD, "exec", 100, 35.0), _storm(AUDITD, "connect", 1000, 3433.0)]
+        ),
+        RunResult(
+            OURS_UNICAST,
+            [
+                _storm(OURS_UNICAST, "exec", 100, 33.0, _ours(100, 100)),
+                _storm(OURS_UNICAST, "connect", 1000, 3411.0, _ours(1000, 1000)),
+            ],
+        ),
+    ]
+    targets = {t.name: t for t in all_targets(runs, _ring_figures(), 100_000, locked=False)}
+    exec_rate = targets["exec rate, ours unicast / auditd"]
+    assert (exec_rate.verdict, exec_rate.value) == (NA, "0.94x")
+    assert "auditd already runs at 109% of the no-rules rate" in exec_rate.note
+    connect_rate = targets["connect rate, ours unicast / auditd"]
+    assert (connect_rate.verdict, connect_rate.value) == (MISS, "0.99x")
+
+
 def test_targets_miss_on_slow_lossy_or_heavy():
     ours = _ours(1000, 990, enobufs=3)
     runs = [
