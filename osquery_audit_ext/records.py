@@ -3,9 +3,9 @@ the value encodings the kernel uses.
 
 A record is `audit(SECONDS.MILLIS:SERIAL): key=value key=value ...`; its type travels only in
 the netlink header. Parsing is deliberately lazy, because most records never become rows:
-`parse_record` reads only the header (what the coalescer needs); the body is split into
-key=value pairs on first use of `Record.fields`, and a value is decoded only when a typed
-accessor asks for it.
+the reader only cuts out the header's stamp (`split_header`: what the coalescer groups by);
+`parse_record` runs when a row is built; the body is split into key=value pairs on first use
+of `Record.fields`, and a value is decoded only when a typed accessor asks for it.
 
 Value encodings (kernel/audit.c, kernel/auditsc.c):
 - Untrusted strings (comm, exe, cwd, name, key, proctitle, EXECVE arguments) are written

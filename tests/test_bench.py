@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ from osquery_audit_ext.bench.runs import (
     AUDITD,
     NO_RULES,
     OURS_UNICAST,
+    SINK,
     OursFigures,
     RunResult,
     StormFigures,
@@ -91,6 +93,24 @@ def test_exec_storm_runs_each_child(storm):
 def test_exec_storm_counts_failed_children(storm):
     result = storm.exec(3, "/nonexistent/program")
     assert result.errors == 3  # execve failed: each child exits 127
+
+
+@pytest.mark.kernel
+def test_sink_is_the_audit_daemon_while_it_runs_and_gives_the_pid_back(storm, kernel):
+    from osquery_audit_ext.bench.kernel_state import audit_pid_holder
+
+    holder = audit_pid_holder()
+    if holder and os.path.exists(f"/proc/{holder}"):
+        pytest.skip(f"the audit pid is held by a running process ({holder})")
+    with storm.sink() as sink:
+        assert audit_pid_holder() == sink.pid
+        sent = storm.usermsg(200)
+        assert sent.errors == 0
+        time.sleep(0.5)
+    assert sink.returncode == 0
+    received = int(sink.stdout.read().split("records=")[1])
+    assert received >= 200  # its own and ours, discarded unread
+    assert audit_pid_holder() == holder
 
 
 def test_storm_usage_error_is_a_bench_error(storm):
@@ -387,9 +407,17 @@ def test_rate_target_above_the_no_rules_rate_is_not_applicable():
     targets = {t.name: t for t in all_targets(runs, _ring_figures(), 100_000, locked=False)}
     exec_rate = targets["exec rate, ours unicast / auditd"]
     assert (exec_rate.verdict, exec_rate.value) == (NA, "0.94x")
-    assert "auditd already runs at 109% of the no-rules rate" in exec_rate.note
+    assert "with no rules the storm runs at only 0.91x auditd" in exec_rate.note
     connect_rate = targets["connect rate, ours unicast / auditd"]
     assert (connect_rate.verdict, connect_rate.value) == (MISS, "0.99x")
+    # A consumer that discards everything no faster than auditd: the target is out of reach.
+    runs.append(RunResult(SINK, [_storm(SINK, "connect", 1000, 3500.0)]))
+    targets = {t.name: t for t in all_targets(runs, _ring_figures(), 100_000, locked=False)}
+    connect_rate = targets["connect rate, ours unicast / auditd"]
+    assert connect_rate.verdict == NA
+    assert "with a consumer that discards every record the storm runs at only 1.02x" in (
+        connect_rate.note
+    )
 
 
 def test_targets_miss_on_slow_lossy_or_heavy():

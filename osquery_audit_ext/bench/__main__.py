@@ -53,7 +53,7 @@ from .report import (
     targets_section,
 )
 from .ringbench import TableFigures, ring_bench
-from .runs import BenchPlan, RunResult, run_auditd, run_no_rules, run_ours
+from .runs import BenchPlan, RunResult, run_auditd, run_no_rules, run_ours, run_sink
 from .storm import Storm, build_storm, exec_target, refused_port
 
 QUICK = {"calls": 20_000, "execs": 500, "ring": 10_000, "repeat": 3}
@@ -158,6 +158,7 @@ def run_storms(plan: BenchPlan, locked: bool) -> list[RunResult]:
         return [
             guarded("no rules", run_no_rules, plan, kinds),
             guarded("auditd", run_auditd, plan, kinds, add_rules=True),
+            guarded("discarding consumer", run_sink, plan, kinds),
             guarded("ours unicast", run_ours, plan, kinds, multicast=False, time_queries=True),
             guarded("ours multicast", run_ours, plan, kinds, multicast=True, time_queries=False),
         ]

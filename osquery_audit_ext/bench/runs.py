@@ -32,6 +32,7 @@ NO_RULES = "no rules"
 AUDITD = "auditd"
 OURS_UNICAST = "ours unicast"
 OURS_MULTICAST = "ours multicast + auditd"
+SINK = "discarding consumer"
 
 
 @dataclass
@@ -285,6 +286,18 @@ def run_auditd(plan: BenchPlan, kinds: Sequence[str], *, add_rules: bool) -> Run
         wait_log_settled(daemon.log_path)
         daemon.__exit__(None, None, None)  # stop it: its log is complete once it has exited
         count_auditd_events(plan, daemon, run.storms)
+    return run
+
+
+def run_sink(plan: BenchPlan, kinds: Sequence[str]) -> RunResult:
+    """A consumer that costs nothing (storm.c's sink discards every record unread): how fast
+    the storms go when the consumer is not what holds them back."""
+    plan.progress(f"run: {SINK}")
+    run = RunResult(SINK)
+    with plan.storm.sink(), installed_rules(plan.rules):
+        for kind in kinds:
+            run.storms.append(storm_under(plan, SINK, kind))
+        wait_backlog_empty()
     return run
 
 

@@ -5,11 +5,19 @@
  *   storm usermsg N TYPE   N audit user messages of TYPE (1005, 1100-1199 or 2100-2999)
  *                          sent over NETLINK_AUDIT, no ack asked (the kernel still sends
  *                          back an error message for each one it refuses)
+ *   storm sink             become the audit daemon (unicast) and discard every record until
+ *                          SIGTERM or SIGINT: the cheapest consumer there can be, which
+ *                          shows how fast a storm can go when the consumer costs nothing.
+ *                          Prints "ready" once registered, "records=N" when it ends, and
+ *                          gives the audit pid back if it still holds it.
  * Output: "calls=N seconds=S errors=E" on stdout; E counts failed calls (connect: other
  * than ECONNREFUSED; exec: children not exiting 0; usermsg: refused messages). */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/audit.h>
 #include <linux/netlink.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +139,91 @@ static int storm_usermsg(long n, int type) {
     return 0;
 }
 
+static volatile sig_atomic_t sink_stop = 0;
+
+static void on_stop(int sig) { (void)sig; sink_stop = 1; }
+
+/* Send AUDIT_GET or AUDIT_SET and read the reply into *status (GET) or the ack (SET);
+ * 0 on success, else the kernel's errno. */
+static int audit_request(int fd, int type, struct audit_status *status) {
+    union { struct nlmsghdr h; char bytes[NLMSG_SPACE(sizeof(struct audit_status))]; } msg;
+    memset(&msg, 0, sizeof msg);
+    msg.h.nlmsg_len = NLMSG_LENGTH(type == AUDIT_SET ? sizeof *status : 0);
+    msg.h.nlmsg_type = (unsigned short)type;
+    msg.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    msg.h.nlmsg_seq = 1;
+    if (type == AUDIT_SET) memcpy(NLMSG_DATA(&msg.h), status, sizeof *status);
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (sendto(fd, &msg, msg.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0)
+        return errno;
+    char buf[8192];
+    for (int tries = 0; tries < 1000; tries++) {
+        ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got < 0) { if (errno == EINTR) continue; return errno; }
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)got);
+             h = NLMSG_NEXT(h, got)) {
+            if (h->nlmsg_seq != 1) continue;  /* a record, not our reply */
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                struct nlmsgerr *err = NLMSG_DATA(h);
+                if (err->error != 0 || type == AUDIT_SET) return -err->error;
+            } else if (h->nlmsg_type == AUDIT_GET && type == AUDIT_GET) {
+                memset(status, 0, sizeof *status);
+                size_t len = h->nlmsg_len - NLMSG_HDRLEN;
+                memcpy(status, NLMSG_DATA(h), len < sizeof *status ? len : sizeof *status);
+                return 0;
+            }
+        }
+    }
+    return ETIMEDOUT;
+}
+
+static int storm_sink(void) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_AUDIT);
+    if (fd < 0) { perror("socket(NETLINK_AUDIT)"); return 1; }
+    int size = 32 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+    struct audit_status status;
+    memset(&status, 0, sizeof status);
+    status.mask = AUDIT_STATUS_PID;
+    status.pid = (unsigned int)getpid();
+    int err = audit_request(fd, AUDIT_SET, &status);
+    if (err) { fprintf(stderr, "storm: cannot become the audit daemon: %s\n", strerror(err)); return 1; }
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop;  /* no SA_RESTART: a signal ends the blocking read */
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    printf("ready\n");
+    fflush(stdout);
+    enum { BATCH = 64, SLOT = 16384 };
+    static char data[BATCH][SLOT];
+    struct iovec iov[BATCH];
+    struct mmsghdr msgs[BATCH];
+    for (int i = 0; i < BATCH; i++) {
+        iov[i].iov_base = data[i];
+        iov[i].iov_len = SLOT;
+        memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    long records = 0;
+    while (!sink_stop) {
+        int got = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
+        if (got > 0) records += got;
+        else if (got < 0 && errno != EINTR && errno != ENOBUFS) { perror("recvmmsg"); break; }
+    }
+    /* Give the pid back only if it is still ours. */
+    if (audit_request(fd, AUDIT_GET, &status) == 0 && status.pid == (unsigned int)getpid()) {
+        memset(&status, 0, sizeof status);
+        status.mask = AUDIT_STATUS_PID;
+        status.pid = 0;
+        audit_request(fd, AUDIT_SET, &status);
+    }
+    close(fd);
+    printf("records=%ld\n", records);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "connect") == 0)
         return storm_connect(atol(argv[2]), atoi(argv[3]));
@@ -138,6 +231,9 @@ int main(int argc, char **argv) {
         return storm_exec(atol(argv[2]), argv[3]);
     if (argc == 4 && strcmp(argv[1], "usermsg") == 0)
         return storm_usermsg(atol(argv[2]), atoi(argv[3]));
-    fprintf(stderr, "usage: storm connect N PORT | storm exec N PATH | storm usermsg N TYPE\n");
+    if (argc == 2 && strcmp(argv[1], "sink") == 0)
+        return storm_sink();
+    fprintf(stderr,
+            "usage: storm connect N PORT | storm exec N PATH | storm usermsg N TYPE | storm sink\n");
     return 2;
 }

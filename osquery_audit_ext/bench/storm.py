@@ -102,6 +102,29 @@ class Storm:
     def usermsg(self, calls: int, msg_type: int = AUDIT_TRUSTED_APP) -> StormResult:
         return self._run("usermsg", str(calls), str(msg_type))
 
+    @contextlib.contextmanager
+    def sink(self) -> Iterator[subprocess.Popen]:
+        """The generator as an audit daemon that discards every record, while in the block;
+        ended with SIGTERM (by its pid), after which it has given the audit pid back."""
+        process = subprocess.Popen(
+            [str(self.binary), "sink"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                process.wait()
+                err = process.stderr.read() if process.stderr else ""
+                raise BenchError(f"the discarding consumer did not start: {err.strip()[:300]}")
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
 
 @contextlib.contextmanager
 def refused_port() -> Iterator[int]:
