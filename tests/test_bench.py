@@ -418,6 +418,10 @@ def test_rate_target_above_the_no_rules_rate_is_not_applicable():
     assert "with a consumer that discards every record the storm runs at only 1.02x" in (
         connect_rate.note
     )
+    # Measured above the target anyway (the storms' noise): that is a pass, not n/a.
+    runs[2].storms[1] = _storm(OURS_UNICAST, "connect", 1000, 4200.0, _ours(1000, 1000))
+    targets = {t.name: t for t in all_targets(runs, _ring_figures(), 100_000, locked=False)}
+    assert targets["connect rate, ours unicast / auditd"].verdict == PASS
 
 
 def test_targets_miss_on_slow_lossy_or_heavy():

@@ -186,7 +186,12 @@ def rate_targets(runs: Sequence[RunResult], locked: bool) -> list[Target]:
             )
             continue
         ceiling = rate_ceiling(runs, kind)
-        if not locked and ceiling is not None and ceiling[0] < RATE_RATIO_TARGET:
+        if (
+            not locked
+            and ratio < RATE_RATIO_TARGET
+            and ceiling is not None
+            and ceiling[0] < RATE_RATIO_TARGET
+        ):
             # No consumer can make calls faster than one that costs nothing.
             note = (
                 f"unreachable here: with {ceiling[1]} the storm runs at only "
