@@ -9,7 +9,6 @@ copy its payload out.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 
@@ -50,8 +49,8 @@ class _SockAddrNl(ctypes.Structure):
 
 def _load_recvmmsg() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        function = libc.recvmmsg
+        # The interpreter's own symbols include libc's (no library search, no subprocess).
+        function = ctypes.CDLL(None, use_errno=True).recvmmsg
     except (OSError, AttributeError):
         return None
     function.argtypes = [
