@@ -144,10 +144,9 @@ class EventRouter:
     def classify(self, event: Event) -> tuple[str, int | None] | None:
         """(table, pid) of the row the event gives, or None when it gives none."""
         types = event.types
-        try:
-            index = types.index(AUDIT_SYSCALL)
-        except ValueError:
+        if AUDIT_SYSCALL not in types:
             return None  # neither table has a row without a SYSCALL record
+        index = types.index(AUDIT_SYSCALL)
         parts = event.payloads[index].split(b" ", 12)
         if (
             len(parts) == 13
@@ -166,10 +165,9 @@ class EventRouter:
             if kind is _EXEC:  # failed execs give no row (as in osquery)
                 return (PROCESS_EVENTS, pid) if parts[3] == b"success=yes" else None
             if kind is _ADDRESS:
-                try:
-                    sockaddr = event.payloads[types.index(AUDIT_SOCKADDR)]
-                except ValueError:
+                if AUDIT_SOCKADDR not in types:
                     return None  # connect/bind without an address: not from a socket rule
+                sockaddr = event.payloads[types.index(AUDIT_SOCKADDR)]
                 if self.drop_unix_key is None:
                     return SOCKET_EVENTS, pid
                 at = sockaddr.find(b" saddr=")
