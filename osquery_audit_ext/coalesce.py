@@ -29,8 +29,8 @@ from .records import (
     AUDIT_REPLACE,
     AUDIT_USER,
     Record,
-    parse_record,
     parse_stamp,
+    record_body,
     split_header,
 )
 
@@ -91,8 +91,12 @@ class Event:
         """The records parsed (on first use; every payload's header was checked on arrival)."""
         records = self._records
         if records is None:
+            # The payloads of one event share one stamp: parse it once (it was checked).
+            sec, msec, serial = self.sec, self.msec, self.serial
+            length = len(split_header(self.payloads[0]))
             records = self._records = [
-                parse_record(t, p) for t, p in zip(self.types, self.payloads)
+                Record(t, sec, msec, serial, record_body(p, length))
+                for t, p in zip(self.types, self.payloads)
             ]
         return records
 

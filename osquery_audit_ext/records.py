@@ -208,11 +208,18 @@ def parse_record(msg_type: int, payload: bytes) -> Record:
             msg_type = int(msg_type)
         except (TypeError, ValueError) as exc:
             raise RecordParseError(f"record type is not a number: {msg_type!r}") from exc
-    start = len(stamp) + 8  # past "audit(" + stamp + "):"
+    return Record(msg_type, sec, msec, serial, record_body(payload, len(stamp)))
+
+
+def record_body(payload: bytes, stamp_length: int) -> str:
+    """The body of a record payload whose stamp is `stamp_length` bytes long, as text.
+
+    The payload may end with NUL bytes or a newline (both are dropped).
+    """
+    start = stamp_length + 8  # past "audit(" + stamp + "):"
     if payload[start : start + 1] == b" ":
         start += 1
-    body = payload[start:].rstrip(b"\x00\n")
-    return Record(msg_type, sec, msec, serial, body.decode("utf-8", "surrogateescape"))
+    return payload[start:].rstrip(b"\x00\n").decode("utf-8", "surrogateescape")
 
 
 def split_fields(body: str) -> dict[str, str]:

@@ -391,4 +391,28 @@ def test_events_keep_the_payloads_and_parse_them_on_demand() -> None:
     assert event.payloads == [r.payload for r in records[:-1]]
     rebuilt = Event(list(event.types), list(event.payloads))
     assert (rebuilt.sec, rebuilt.msec, rebuilt.serial) == (1700000000, 500, 12)
-    assert rebuilt.records == event.records
+    assert rebuilt.records == event.records == parsed(records[:-1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1300, 1302, 1307, 1309, 1327]),
+            st.text(max_size=40),
+            st.sampled_from(["", " ", "\x00", "\n\x00"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_event_records_equal_parse_record_of_each_payload(parts: list) -> None:
+    """An event parses its records from the stamp it checked once: the same Records as
+    parse_record gives for each payload (bodies with any text, spaces, NULs, newlines)."""
+    payloads = [
+        f"audit(1700000000.042:77): {body}{tail}".encode("utf-8", "surrogateescape")
+        for _, body, tail in parts
+    ]
+    types = [t for t, _, _ in parts]
+    event = Event(types, payloads)
+    assert event.records == [parse_record(t, p) for t, p in zip(types, payloads)]
