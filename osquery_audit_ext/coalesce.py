@@ -63,7 +63,7 @@ class Event:
 
     def __init__(
         self,
-        types: list[int],
+        types: list[int] | tuple[int, ...],
         payloads: list[bytes],
         ended: bool = True,
         when: tuple[int, int, int] | None = None,
@@ -74,7 +74,9 @@ class Event:
                 raise ValueError("an event has at least one record")
             when = parse_stamp(split_header(payloads[0]))
         self.sec, self.msec, self.serial = when
-        self.types = types
+        # Record types in arrival order: a list while the event grows, then (once complete)
+        # a tuple shared by every event of the same shape.
+        self.types: list[int] | tuple[int, ...] = types
         self.payloads = payloads
         self.ended = ended  # True when the kernel said it is complete (EOE, or a lone record)
         self.since: float | None = None  # when the coalescer first saw it (for the timeout)
@@ -252,6 +254,7 @@ class Coalescer:
             if len(self._type_sets) >= 256:
                 self._type_sets.clear()
             shared = self._type_sets[types] = types
+        event.types = shared  # one tuple object for every event of this shape
         recent = self._recent
         recent[stamp] = (how, shared)
         if len(recent) > self._recent_cap:

@@ -91,6 +91,7 @@ class BatchReceiver:
             header.iov = ctypes.pointer(self._iovecs[i])
             header.iovlen = 1
             header.name = ctypes.addressof(self._names[i])
+            header.namelen = ctypes.sizeof(_SockAddrNl)
         u32 = memoryview(self._data).cast("B").cast("I")
         u16 = memoryview(self._data).cast("B").cast("H")
         # Strided views: element i of each is a field of datagram i (or of its header).
@@ -111,8 +112,6 @@ class BatchReceiver:
         None when nothing is waiting. Raises OSError for errors other than ENOBUFS (counted)
         and EINTR."""
         headers = self._headers
-        for i in range(BATCH):
-            headers[i].hdr.namelen = self._namelen
         while True:
             got = _RECVMMSG(self.fd, headers, BATCH, MSG_DONTWAIT, None)  # type: ignore[misc]
             if got >= 0:
@@ -126,6 +125,8 @@ class BatchReceiver:
             if code == errno.EINTR:
                 continue
             raise OSError(code, os.strerror(code))
+        for i in range(got):  # the kernel wrote the sender's address length: reset it
+            headers[i].hdr.namelen = self._namelen
         lengths = self._lengths[:got].tolist()
         senders = self._senders[:got].tolist()
         seqs = self._seqs[:got].tolist()

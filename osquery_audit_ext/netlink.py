@@ -290,58 +290,27 @@ class AuditNetlink:
         """The audit records (type, payload) waiting, at most `limit`; if none is waiting,
         wait up to `timeout` seconds (None: forever) for one. [] on timeout.
 
-        The socket is read without blocking and the wait is a poll, so a busy stream costs
-        one system call per record. The payload runs to the end of the datagram: the
-        kernel's header length of a unicast record counts only the payload, so it is not
-        used. Late replies to requests that timed out (seq not 0) are dropped here.
+        The socket is read without blocking and the wait is a poll. With a limit of at least
+        mmsg.BATCH a busy stream costs one system call per batch of records (recvmmsg), else
+        one per record. The payload runs to the end of the datagram: the kernel's header
+        length of a unicast record counts only the payload, so it is not used. Late replies
+        to requests that timed out (seq not 0) are dropped here.
         """
         out: list[tuple[int, bytes]] = []
         pending = self.pending
         while pending and len(out) < limit:
             out.append(pending.popleft())
+        if out:
+            return out
         sock = self._socket()
-        if not out and limit >= mmsg.BATCH and self._netlink and mmsg.available():
-            return self._recv_batches(sock, timeout)
-        receive = self._receive
-        buffer, view = self._buffer, self._view
-        deadline = None
-        while len(out) < limit:
-            n = receive(sock, 0.0)
-            if n:
-                msg_type, _flags, seq = NLMSG_TYPE_SEQ.unpack_from(buffer, 4)
-                if seq == 0:
-                    out.append((msg_type, bytes(view[NLMSG_HDRLEN:n])))
-                continue
-            if out:
-                break
-            if timeout is not None:
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + timeout
-                elif now >= deadline:
-                    break
-            if not self._wait_readable(sock, None if deadline is None else deadline - now):
-                break
-        return out
-
-    def _recv_batches(self, sock: socket.socket, timeout: float | None) -> list[tuple[int, bytes]]:
-        """recv_many through recvmmsg: one system call per batch of datagrams."""
-        batches = self._batches
-        if batches is None:
-            batches = self._batches = mmsg.BatchReceiver(sock.fileno())
+        batched = limit >= mmsg.BATCH and self._netlink and mmsg.available()
         deadline = None
         while True:
-            try:
-                records = batches.receive()
-            except OSError as exc:
-                raise AuditExtError(f"audit netlink receive failed: {exc.strerror}") from None
-            finally:
-                self.enobufs += batches.enobufs
-                batches.enobufs = 0
-            if records:
-                return records
-            if records is not None:
-                continue  # a batch of late replies or foreign datagrams: look again
+            got = self._read_batch(sock) if batched else self._read_waiting(sock, limit)
+            if got:
+                return got
+            if got is not None:
+                continue  # only late replies or foreign datagrams: look again
             now = time.monotonic()
             if timeout is not None:
                 if deadline is None:
@@ -350,6 +319,34 @@ class AuditNetlink:
                     return []
             if not self._wait_readable(sock, None if deadline is None else deadline - now):
                 return []
+
+    def _read_waiting(self, sock: socket.socket, limit: int) -> list[tuple[int, bytes]] | None:
+        """Up to `limit` records already waiting, one recv each; None when none was waiting."""
+        out: list[tuple[int, bytes]] = []
+        buffer, view = self._buffer, self._view
+        read_any = False
+        while len(out) < limit:
+            n = self._receive(sock, 0.0)
+            if not n:
+                break
+            read_any = True
+            msg_type, _flags, seq = NLMSG_TYPE_SEQ.unpack_from(buffer, 4)
+            if seq == 0:
+                out.append((msg_type, bytes(view[NLMSG_HDRLEN:n])))
+        return out if read_any else None
+
+    def _read_batch(self, sock: socket.socket) -> list[tuple[int, bytes]] | None:
+        """The records of one recvmmsg call; None when nothing was waiting."""
+        batches = self._batches
+        if batches is None:
+            batches = self._batches = mmsg.BatchReceiver(sock.fileno())
+        try:
+            return batches.receive()
+        except OSError as exc:
+            raise AuditExtError(f"audit netlink receive failed: {exc.strerror}") from None
+        finally:
+            self.enobufs += batches.enobufs
+            batches.enobufs = 0
 
     def _wait_readable(self, sock: socket.socket, timeout: float | None) -> bool:
         poller = self._poller

@@ -88,8 +88,8 @@ def stored_event(item: Item) -> Event:
     """The event an item holds, ready to build a row from."""
     types, payloads = item
     if payloads.__class__ is bytes:
-        return Event(list(types), unpack_payloads(payloads, len(types)))  # type: ignore[arg-type]
-    return Event(list(types), list(payloads))
+        return Event(types, unpack_payloads(payloads, len(types)))  # type: ignore[arg-type]
+    return Event(types, list(payloads))
 
 
 class EventRouter:
@@ -109,7 +109,6 @@ class EventRouter:
         self.socket_ring = socket_ring
         self.boot_time = boot_time
         self.drop_unix_key = drop_unix_key
-        self._type_tuples: dict[tuple[int, ...], tuple[int, ...]] = {}
 
     def rings(self) -> dict[str, EventRing]:
         return {PROCESS_EVENTS: self.process_ring, SOCKET_EVENTS: self.socket_ring}
@@ -130,16 +129,11 @@ class EventRouter:
             if found is None:
                 continue
             table, pid = found
-            types = tuple(event.types)
-            shared = self._type_tuples.get(types)
-            if shared is None:
-                if len(self._type_tuples) >= 256:
-                    self._type_tuples.clear()
-                shared = self._type_tuples[types] = types
+            types = event.types  # the coalescer's shared tuple
             if table is PROCESS_EVENTS:
-                self.process_ring.append(event.sec, pid, (shared, pack_payloads(event.payloads)))
+                self.process_ring.append(event.sec, pid, (types, pack_payloads(event.payloads)))
             else:
-                self.socket_ring.append(event.sec, pid, (shared, tuple(event.payloads)))
+                self.socket_ring.append(event.sec, pid, (types, tuple(event.payloads)))
 
     def classify(self, event: Event) -> tuple[str, int | None] | None:
         """(table, pid) of the row the event gives, or None when it gives none."""

@@ -12,9 +12,12 @@ import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from osquery_audit_ext.coalesce import Coalescer, Event
 
 NETLINK_AUDIT = 9
 
@@ -125,3 +128,28 @@ def run_auditctl(*args: str) -> str:
 def auditctl(kernel: None) -> Callable[..., str]:
     """A function running auditctl: auditctl("-s") -> stdout; raises with stderr on failure."""
     return run_auditctl
+
+
+# -- golden records -> events (pure-layer tests) ----------------------------------------
+
+
+GOLDEN_RECORDS = Path(__file__).parent / "golden" / "records"
+
+
+def read_log(path: Path) -> list[tuple[int, bytes]]:
+    """(type, payload) of each record line of a golden log (`TYPE audit(...): body`)."""
+    out = []
+    for line in path.read_bytes().splitlines():
+        if line and not line.startswith(b"#"):
+            msg_type, _, payload = line.partition(b" ")
+            out.append((int(msg_type), payload))
+    return out
+
+
+def events_of(lines: list[tuple[int, bytes]]) -> list[Event]:
+    """The events a coalescer makes of these records, then of what it holds at the end."""
+    coalescer = Coalescer()
+    events: list[Event] = []
+    for msg_type, payload in lines:
+        events.extend(coalescer.add(msg_type, payload, 0.0))
+    return events + coalescer.flush()

@@ -387,8 +387,11 @@ def test_events_keep_the_payloads_and_parse_them_on_demand() -> None:
     coalescer = Coalescer()
     records = syscall_event(12)
     (event,) = feed(coalescer, records)
-    assert event.types == [r.type for r in records[:-1]]
+    assert event.types == tuple(r.type for r in records[:-1])
     assert event.payloads == [r.payload for r in records[:-1]]
+    # Completed events of the same shape share one types tuple (the ring keeps it).
+    (other,) = feed(coalescer, syscall_event(13))
+    assert other.types is event.types
     rebuilt = Event(list(event.types), list(event.payloads))
     assert (rebuilt.sec, rebuilt.msec, rebuilt.serial) == (1700000000, 500, 12)
     assert rebuilt.records == event.records == parsed(records[:-1])

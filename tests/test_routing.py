@@ -4,13 +4,14 @@ the row, and what the ring keeps rebuilds exactly the row the event gives."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import GOLDEN_RECORDS as GOLDEN
+from conftest import events_of, read_log
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from osquery_audit_ext.coalesce import Coalescer, Event
+from osquery_audit_ext.coalesce import Event
 from osquery_audit_ext.records import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX
 from osquery_audit_ext.ring import EventRing
 from osquery_audit_ext.routing import (
@@ -23,7 +24,6 @@ from osquery_audit_ext.routing import (
 )
 from osquery_audit_ext.rows import process_row, socket_row
 
-GOLDEN = Path(__file__).parent / "golden" / "records"
 BOOT = 1699990000.5
 OUR_KEY = "oae-test"
 B64, B32 = "c000003e", "40000003"
@@ -56,22 +56,8 @@ def router(drop_unix: bool = True) -> EventRouter:
     )
 
 
-def events_of(lines: list[tuple[int, bytes]]) -> list[Event]:
-    coalescer = Coalescer()
-    events: list[Event] = []
-    for msg_type, payload in lines:
-        events.extend(coalescer.add(msg_type, payload, 0.0))
-    return events + coalescer.flush()
-
-
 def golden_events() -> list[Event]:
-    lines = []
-    for path in sorted(GOLDEN.glob("*.log")):
-        for line in path.read_bytes().splitlines():
-            if line and not line.startswith(b"#"):
-                msg_type, _, payload = line.partition(b" ")
-                lines.append((int(msg_type), payload))
-    return events_of(lines)
+    return events_of([line for path in sorted(GOLDEN.glob("*.log")) for line in read_log(path)])
 
 
 def by_row(r: EventRouter, event: Event) -> tuple[str, int | None] | None:

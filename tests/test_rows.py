@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+from conftest import GOLDEN_RECORDS as GOLDEN
+from conftest import events_of, read_log
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,25 +21,7 @@ from osquery_audit_ext.records import AF_UNIX
 from osquery_audit_ext.rows import argv_columns, display_text, process_row, quote_arg, socket_row
 from osquery_audit_ext.tablespec import load_spec
 
-GOLDEN = Path(__file__).parent / "golden" / "records"
 BOOT = 1699990000.5  # the boot time the goldens were written with
-
-
-def events_of(lines: list[tuple[int, bytes]]) -> list[Event]:
-    coalescer = Coalescer()
-    events: list[Event] = []
-    for msg_type, payload in lines:
-        events.extend(coalescer.add(msg_type, payload, 0.0))
-    return events + coalescer.flush()
-
-
-def read_log(path: Path) -> list[tuple[int, bytes]]:
-    out = []
-    for line in path.read_bytes().splitlines():
-        if line and not line.startswith(b"#"):
-            msg_type, _, payload = line.partition(b" ")
-            out.append((int(msg_type), payload))
-    return out
 
 
 def event(*records: tuple[int, str], stamp: str = "1700000000.250:900") -> Event:

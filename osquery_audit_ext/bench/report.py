@@ -491,8 +491,8 @@ def ring_section(ring: Sequence[TableFigures], runs: Sequence[RunResult]) -> str
         "SQL count(*) ms",
     ]
     text = (
-        "Ring, query and memory (in-process: record text -> parse -> coalesce -> rows -> ring;"
-        " SQL on an embedded core; best of several runs)\n"
+        "Ring, query and memory (in-process: record text -> coalesce -> ring, rows built by"
+        " queries; SQL on an embedded core; best of several runs)\n"
     )
     text += format_table(header, rows) if rows else "  (not measured)"
     queries = [r.queries for r in runs if r.queries is not None]
