@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sysdeps run test test-vm bench lint ext clean
+.PHONY: install sysdeps run test test-states test-vm bench lint ext clean
 
 install: $(STAMP)
 
@@ -31,6 +31,13 @@ run: install
 
 test: install sysdeps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The tests once per kernel audit state a host can be in: off (enabled 0, a fresh host), on
+# (enabled 1) and auditd (enabled 1, auditd holding the audit pid); each is put back after.
+# Needs root and an unlocked kernel. E.g. make test-states STATES=off ARGS='-x'
+STATES ?= off,on,auditd
+test-states: install sysdeps
+	$(BIN)/python scripts/test_audit_states.py --states $(STATES) -- $(ARGS)
 
 # The tests inside a throwaway QEMU VM (Debian kernel, audit=1) that sees this checkout over a
 # read-only 9p share of / with a tmpfs overlay: for machines whose kernel audit is locked

@@ -12,12 +12,16 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
 from osquery_audit_ext.coalesce import Coalescer, Event
+
+if TYPE_CHECKING:
+    from osquery_audit_ext.bench.auditd import PrivateAuditd
 
 NETLINK_AUDIT = 9
 
@@ -84,6 +88,54 @@ def kernel_rw(kernel: None) -> None:
             "kernel audit configuration is locked (enabled=2) until reboot: "
             "rules and settings cannot be changed on this machine"
         )
+
+
+@pytest.fixture
+def audit_enabled(kernel: None) -> Iterator[None]:
+    """Kernel audit switched on for the test, and put back as it was after.
+
+    With `enabled 0` (a fresh host, no audit daemon) the kernel makes no records at all: no
+    user messages, no syscall records. Tests that wait for records take this fixture.
+    A locked kernel (enabled 2) is already on, and one at 1 is left alone.
+    """
+    from osquery_audit_ext.control import AuditControl
+
+    with AuditControl() as control:
+        before = control.get_status().enabled
+        if before == 0:
+            control.set_status(enabled=1)
+    try:
+        yield
+    finally:
+        if before == 0:
+            with AuditControl() as control:
+                control.set_status(enabled=0)
+
+
+def audit_pid() -> int:
+    from osquery_audit_ext.control import AuditControl
+
+    with AuditControl() as control:
+        return control.get_status().pid
+
+
+@pytest.fixture
+def running_auditd(audit_enabled: None) -> Iterator[PrivateAuditd]:
+    """Debian's auditd, private config and log, holding the audit pid for the test (skips
+    where another daemon holds it already); the pid is free again after."""
+    from osquery_audit_ext.bench.auditd import PrivateAuditd
+
+    if shutil.which("auditd") is None:
+        pytest.skip("Debian's auditd is not installed")
+    if audit_pid() != 0:
+        pytest.skip("another process holds the audit pid")
+    auditd = PrivateAuditd()
+    try:
+        with auditd:
+            yield auditd
+    finally:
+        auditd.cleanup()
+    assert audit_pid() == 0
 
 
 SETTING_LINES = ("enabled", "failure", "pid", "rate_limit", "backlog_limit", "backlog_wait_time")

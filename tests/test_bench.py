@@ -96,7 +96,7 @@ def test_exec_storm_counts_failed_children(storm):
 
 
 @pytest.mark.kernel
-def test_sink_is_the_audit_daemon_while_it_runs_and_gives_the_pid_back(storm, kernel):
+def test_sink_is_the_audit_daemon_while_it_runs_and_gives_the_pid_back(storm, audit_enabled):
     from osquery_audit_ext.bench.kernel_state import audit_pid_holder
 
     holder = audit_pid_holder()

@@ -282,35 +282,27 @@ def test_unix_path_and_abstract(socket_service):
             assert connects, shown
 
 
-def test_beside_auditd_nothing_lost(kernel_rw):
-    from osquery_audit_ext.bench.auditd import PrivateAuditd
-
-    if shutil.which("auditd") is None:
-        pytest.skip("Debian's auditd is not installed")
-    auditd = PrivateAuditd()
+def test_beside_auditd_nothing_lost(kernel_rw, running_auditd):
+    auditd = running_auditd
+    service = start_service(f"oaetest_beside_{os.getpid()}", process=True)
     try:
-        with auditd:
-            service = start_service(f"oaetest_beside_{os.getpid()}", process=True)
-            try:
-                assert service.reader.stats.mode == "multicast"
-                assert "auditd" in service.reader.stats.mode_reason
-                pids = [run_argv([TRUE.encode(), f"m{i}".encode()]) for i in range(40)]
-                deadline = time.monotonic() + 15
-                seen: set[int] = set()
-                while seen != set(pids) and time.monotonic() < deadline:
-                    rows = service.table_rows("process_events", pids=set(pids))
-                    seen = {r["pid"] for r in rows}
-                    time.sleep(0.2)
-                assert seen == set(pids)
-            finally:
-                service.stop()
-            # auditd, the unicast consumer, still got every event.
-            deadline = time.monotonic() + 10
-            missing = set(pids)
-            while missing and time.monotonic() < deadline:
-                logged = "\n".join(auditd.log_lines())
-                missing = {p for p in pids if f" pid={p} " not in logged}
-                time.sleep(0.2)
-            assert not missing
+        assert service.reader.stats.mode == "multicast"
+        assert "auditd" in service.reader.stats.mode_reason
+        pids = [run_argv([TRUE.encode(), f"m{i}".encode()]) for i in range(40)]
+        deadline = time.monotonic() + 15
+        seen: set[int] = set()
+        while seen != set(pids) and time.monotonic() < deadline:
+            rows = service.table_rows("process_events", pids=set(pids))
+            seen = {r["pid"] for r in rows}
+            time.sleep(0.2)
+        assert seen == set(pids)
     finally:
-        auditd.cleanup()
+        service.stop()
+    # auditd, the unicast consumer, still got every event.
+    deadline = time.monotonic() + 10
+    missing = set(pids)
+    while missing and time.monotonic() < deadline:
+        logged = "\n".join(auditd.log_lines())
+        missing = {p for p in pids if f" pid={p} " not in logged}
+        time.sleep(0.2)
+    assert not missing

@@ -551,7 +551,7 @@ def test_real_kernel_get_reply(kernel: None) -> None:
 
 
 @pytest.mark.kernel
-def test_multicast_receives_a_user_message(kernel: None) -> None:
+def test_multicast_receives_a_user_message(audit_enabled: None) -> None:
     """A message sent with `auditctl -m` reaches a reader of the read-only multicast group
     (this works even while the audit configuration is locked)."""
     marker = f"oaetest-{os.getpid()}-{time.monotonic_ns()}"

@@ -8,13 +8,11 @@ the audit configuration is locked, so they run on every root machine with kernel
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from osquery_audit_ext.bench.auditd import PrivateAuditd
 from osquery_audit_ext.coalesce import Event
 from osquery_audit_ext.control import AuditControl
 from osquery_audit_ext.reader import AuditReader
@@ -56,7 +54,7 @@ def reader_settings(mode: str = "auto") -> Settings:
     return Settings(mode=mode, reader=ReaderSettings(event_timeout=0.5, pid_check_interval=0.5))
 
 
-def test_auto_takes_a_free_pid_and_gives_it_back(kernel):
+def test_auto_takes_a_free_pid_and_gives_it_back(audit_enabled):
     if audit_pid() != 0:
         pytest.skip("another process holds the audit pid")
     sink = Collector()
@@ -72,22 +70,6 @@ def test_auto_takes_a_free_pid_and_gives_it_back(kernel):
         assert reader.stats.parse_errors == 0
     finally:
         reader.stop()
-    assert audit_pid() == 0
-
-
-@pytest.fixture
-def running_auditd(kernel):
-    """A private auditd holding the audit pid for the test; the pid is free again after."""
-    if shutil.which("auditd") is None:
-        pytest.skip("Debian's auditd is not installed")
-    if audit_pid() != 0:
-        pytest.skip("another process holds the audit pid")
-    auditd = PrivateAuditd()
-    try:
-        with auditd:
-            yield auditd
-    finally:
-        auditd.cleanup()
     assert audit_pid() == 0
 
 
@@ -119,7 +101,7 @@ def test_unicast_mode_fails_clearly_when_a_daemon_holds_the_pid(running_auditd):
     assert audit_pid() == running_auditd.pid
 
 
-def test_multicast_mode_leaves_the_pid_alone(kernel):
+def test_multicast_mode_leaves_the_pid_alone(audit_enabled):
     before = audit_pid()
     sink = Collector()
     reader = AuditReader(reader_settings("multicast"), sink)

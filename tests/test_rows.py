@@ -296,7 +296,7 @@ def collect(nl: object, until: float, want: object) -> list[Event]:
 
 
 @pytest.mark.kernel
-def test_real_multicast_join_and_user_message(kernel: None) -> None:
+def test_real_multicast_join_and_user_message(audit_enabled: None) -> None:
     """Read-only: our own multicast join (EVENT_LISTENER, then SYSCALL ... EOE) and a user
     message from auditctl -m come out as the events the coalescer docstring describes."""
     from osquery_audit_ext.netlink import AuditNetlink
@@ -336,7 +336,7 @@ ODD_ARGS = [
 
 
 @pytest.mark.kernel
-def test_real_execve_argv_is_exact(kernel_rw: None, auditctl: object) -> None:
+def test_real_execve_argv_is_exact(kernel_rw: None, audit_enabled: None, auditctl: object) -> None:
     """Audit our children's execve, run one with odd arguments, and compare argv exactly."""
     from osquery_audit_ext.netlink import AuditNetlink
 
@@ -380,7 +380,7 @@ def test_real_execve_argv_is_exact(kernel_rw: None, auditctl: object) -> None:
 
 
 @pytest.mark.kernel
-def test_real_connect_row(kernel_rw: None, auditctl: object) -> None:
+def test_real_connect_row(kernel_rw: None, audit_enabled: None, auditctl: object) -> None:
     """Audit connect from our own pid, connect to a closed local port, and read the row."""
     from osquery_audit_ext.netlink import AuditNetlink
 
