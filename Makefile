@@ -50,9 +50,11 @@ test-vm: install sysdeps
 bench: install sysdeps
 	$(BIN)/python -m osquery_audit_ext.bench
 
+# ruff, and the import-layers contract of pyproject.toml (README, "Code layout").
 lint: install
 	$(BIN)/ruff check osquery_audit_ext tests scripts
 	$(BIN)/ruff format --check osquery_audit_ext tests scripts
+	$(BIN)/lint-imports
 
 # osquery_audit_ext.ext: one zipapp osqueryd can autoload (install it root-owned, mode 0755,
 # in a directory without the sticky bit, and list it in osquery's extensions.load).

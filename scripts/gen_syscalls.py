@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate osquery_audit_ext/rule/syscall_tables/*.tsv from `ausyscall MACHINE --dump`.
+"""Generate osquery_audit_ext/audit/syscall_tables/*.tsv from `ausyscall MACHINE --dump`.
 
 auditctl resolves `-S` names and prints `auditctl -l` with libaudit's syscall tables; taking
 the tables from the installed ausyscall (same libaudit) keeps our names identical to it.
@@ -19,7 +19,7 @@ from pathlib import Path
 # names it does not know, so only these are asked for).
 MACHINES = ("x86_64", "i386", "aarch64", "armeb", "ppc", "ppc64", "ppc64le", "s390", "s390x")
 
-OUT_DIR = Path(__file__).resolve().parent.parent / "osquery_audit_ext" / "rule" / "syscall_tables"
+OUT_DIR = Path(__file__).resolve().parent.parent / "osquery_audit_ext" / "audit" / "syscall_tables"
 HEADER_RE = re.compile(r"^Using (\S+) syscall table:$")
 ENTRY_RE = re.compile(r"^(\d+)\t(\S+)$")
 

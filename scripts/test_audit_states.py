@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from osquery_audit_ext.audit.control import LOCKED, AuditControl  # noqa: E402
 from osquery_audit_ext.bench.auditd import PrivateAuditd  # noqa: E402
-from osquery_audit_ext.control import LOCKED, AuditControl  # noqa: E402
 from osquery_audit_ext.errors import AuditExtError  # noqa: E402
 
 STATES = ("off", "on", "auditd")

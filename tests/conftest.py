@@ -1,4 +1,5 @@
-"""Shared test plumbing: the kernel-audit skip check and an auditctl runner.
+"""Shared fixtures: the kernel-audit skip checks, audit switched on, a private auditd, and the
+check that a run leaves kernel audit state as it found it (plumbing in tests/helpers/).
 
 Kernel audit state is global to the machine and other test runs share it: tests marked
 `kernel` restore what they change and only touch rules carrying their own unique key.
@@ -6,52 +7,34 @@ Kernel audit state is global to the machine and other test runs share it: tests 
 
 from __future__ import annotations
 
-import errno
-import functools
-import os
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pytest
+from helpers.fake_kernel import KernelPeer
+from helpers.kernel import (
+    audit_pid,
+    audit_state,
+    kernel_audit_available,
+    kernel_audit_locked,
+    run_auditctl,
+)
 
-from osquery_audit_ext.coalesce import Coalescer, Event
+from osquery_audit_ext.audit.control import AuditControl
 
 if TYPE_CHECKING:
     from osquery_audit_ext.bench.auditd import PrivateAuditd
 
-NETLINK_AUDIT = 9
 
-
-def auditctl_path() -> str | None:
-    return shutil.which("auditctl") or (
-        "/usr/sbin/auditctl" if os.access("/usr/sbin/auditctl", os.X_OK) else None
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite the golden rows (tests/events/golden/*.rows.json) from the current code "
+        "instead of comparing with them; review the diff before committing",
     )
-
-
-@functools.lru_cache(maxsize=1)
-def kernel_audit_available() -> str | None:
-    """None when kernel audit tests can run here, else the reason they cannot."""
-    if os.geteuid() != 0:
-        return "kernel audit tests need root"
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_AUDIT)
-    except OSError as exc:
-        if exc.errno in (errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT, errno.ECONNREFUSED):
-            return f"no kernel audit netlink socket ({os.strerror(exc.errno)})"
-        return f"cannot open the audit netlink socket: {exc}"
-    try:
-        sock.bind((0, 0))
-    except OSError as exc:
-        return f"cannot bind the audit netlink socket: {exc}"
-    finally:
-        sock.close()
-    if auditctl_path() is None:
-        return "auditctl is not installed (Debian package auditd)"
-    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -72,14 +55,6 @@ def kernel() -> None:
         pytest.skip(reason)
 
 
-def kernel_audit_locked() -> bool:
-    """True when enabled=2: rules and settings cannot change until the machine reboots."""
-    from osquery_audit_ext.control import AuditControl
-
-    with AuditControl() as control:
-        return control.get_status().enabled == 2
-
-
 @pytest.fixture
 def kernel_rw(kernel: None) -> None:
     """Skip unless kernel audit rules and settings can be changed (not locked)."""
@@ -98,8 +73,6 @@ def audit_enabled(kernel: None) -> Iterator[None]:
     user messages, no syscall records. Tests that wait for records take this fixture.
     A locked kernel (enabled 2) is already on, and one at 1 is left alone.
     """
-    from osquery_audit_ext.control import AuditControl
-
     with AuditControl() as control:
         before = control.get_status().enabled
         if before == 0:
@@ -110,13 +83,6 @@ def audit_enabled(kernel: None) -> Iterator[None]:
         if before == 0:
             with AuditControl() as control:
                 control.set_status(enabled=0)
-
-
-def audit_pid() -> int:
-    from osquery_audit_ext.control import AuditControl
-
-    with AuditControl() as control:
-        return control.get_status().pid
 
 
 @pytest.fixture
@@ -138,19 +104,6 @@ def running_auditd(audit_enabled: None) -> Iterator[PrivateAuditd]:
     assert audit_pid() == 0
 
 
-SETTING_LINES = ("enabled", "failure", "pid", "rate_limit", "backlog_limit", "backlog_wait_time")
-
-
-def audit_state() -> tuple[dict[str, str], str]:
-    """The kernel audit settings and rules as auditctl shows them."""
-    status = {}
-    for line in run_auditctl("-s").splitlines():
-        name, _, value = line.partition(" ")
-        if name in SETTING_LINES:
-            status[name] = value
-    return status, run_auditctl("-l")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def kernel_state_restored() -> object:
     """Fail the run when the tests left `auditctl -s` settings or `auditctl -l` changed."""
@@ -163,45 +116,15 @@ def kernel_state_restored() -> object:
     assert after == before, f"tests changed kernel audit state: before {before}, after {after}"
 
 
-def run_auditctl(*args: str) -> str:
-    """Run auditctl with args; return stdout, raise RuntimeError with its stderr on failure."""
-    path = auditctl_path()
-    if path is None:
-        raise RuntimeError("auditctl is not installed")
-    proc = subprocess.run([path, *args], capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"auditctl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
-        )
-    return proc.stdout
-
-
 @pytest.fixture
 def auditctl(kernel: None) -> Callable[..., str]:
     """A function running auditctl: auditctl("-s") -> stdout; raises with stderr on failure."""
     return run_auditctl
 
 
-# -- golden records -> events (pure-layer tests) ----------------------------------------
-
-
-GOLDEN_RECORDS = Path(__file__).parent / "golden" / "records"
-
-
-def read_log(path: Path) -> list[tuple[int, bytes]]:
-    """(type, payload) of each record line of a golden log (`TYPE audit(...): body`)."""
-    out = []
-    for line in path.read_bytes().splitlines():
-        if line and not line.startswith(b"#"):
-            msg_type, _, payload = line.partition(b" ")
-            out.append((int(msg_type), payload))
-    return out
-
-
-def events_of(lines: list[tuple[int, bytes]]) -> list[Event]:
-    """The events a coalescer makes of these records, then of what it holds at the end."""
-    coalescer = Coalescer()
-    events: list[Event] = []
-    for msg_type, payload in lines:
-        events.extend(coalescer.add(msg_type, payload, 0.0))
-    return events + coalescer.flush()
+@pytest.fixture
+def peer() -> Iterator[KernelPeer]:
+    """AuditNetlink over a socket pair whose far end plays the kernel (no kernel needed)."""
+    p = KernelPeer()
+    yield p
+    p.close()

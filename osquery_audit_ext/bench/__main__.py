@@ -27,10 +27,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..control import AuditControl, owner_process
+from ..app.managed_rules import desired_rule_texts, encode_rule_texts
+from ..audit.control import AuditControl, owner_process
 from ..errors import AuditExtError
-from ..managed_rules import desired_rule_texts
-from ..service import encode_rule_texts
 from . import BenchError
 from .extension_run import BENCH_KEY, bench_settings
 from .kernel_state import (

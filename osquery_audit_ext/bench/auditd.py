@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..control import AuditControl
+from ..audit.control import AuditControl
 
 AUDITD_CONF = """\
 local_events = yes

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..records import AUDIT_SYSCALL, Record, RecordParseError, decode_keys, parse_record
-from ..rule.syscalls import native_machine, syscall_number
+from ..audit.consts import AUDIT_SYSCALL
+from ..audit.syscalls import native_machine, syscall_number
+from ..events.records import Record, RecordParseError, decode_keys, parse_record
 from .storm import StormResult
 
 USERMSG_TEXT = "oae_bench usermsg"  # what storm.c writes in each user message

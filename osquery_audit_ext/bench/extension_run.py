@@ -10,12 +10,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .._toml import toml
+from ..app.launched_core import running_core
+from ..app.settings import Settings, settings_from_dict
 from ..core.manager import CoreError, EmbeddedCore
 from ..core.sql import SQLError
 from ..errors import AuditExtError
-from ..local_core import running_core
-from ..settings import Settings, settings_from_dict
+from ..sdk._toml import toml
 from . import BenchError
 from .procstat import ProcSample, sample
 from .settle import wait_settled

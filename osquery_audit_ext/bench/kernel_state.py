@@ -15,24 +15,16 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ..control import LOCKED, AuditControl, format_status
+from ..app.managed_rules import rule_keys
+from ..audit.control import LOCKED, SETTINGS, AuditControl, format_status
+from ..audit.rule.codec import decode_rule
+from ..audit.rule.format import format_rule
 from ..errors import AuditExtError, AuditLocked, AuditRuleRejected
-from ..rule.codec import decode_rule
-from ..rule.format import format_rule
-from ..service import rule_keys
 
 log = logging.getLogger(__name__)
 
 # auditctl -s lines that describe settings (the rest are counters that move on their own).
-SETTING_LINES = (
-    "enabled",
-    "failure",
-    "pid",
-    "rate_limit",
-    "backlog_limit",
-    "backlog_wait_time",
-    "loginuid_immutable",
-)
+SETTING_LINES = (*SETTINGS, "loginuid_immutable")
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..coalesce import Coalescer
-from ..core.manager import EmbeddedCore
-from ..plugin import EQUALS, Constraint, ConstraintList, QueryContext
-from ..records import (
+from ..app.service import AuditService
+from ..app.tables import EventTable
+from ..audit.consts import (
     AUDIT_CWD,
     AUDIT_EOE,
     AUDIT_EXECVE,
@@ -28,8 +27,9 @@ from ..records import (
     AUDIT_SOCKADDR,
     AUDIT_SYSCALL,
 )
-from ..service import AuditService
-from ..table_plugins import EventTable
+from ..core.manager import EmbeddedCore
+from ..events.coalesce import Coalescer
+from ..sdk.plugin import EQUALS, Constraint, ConstraintList, QueryContext
 from . import BenchError
 from .extension_run import BENCH_KEY, bench_settings
 from .procstat import sample

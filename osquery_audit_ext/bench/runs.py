@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..control import AuditControl
+from ..audit.control import AuditControl
 from . import BenchError
 from .auditd import PrivateAuditd
 from .auditd_log import count_storm_events, read_log_lines

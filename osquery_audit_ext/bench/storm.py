@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..audit.consts import AUDIT_TRUSTED_APP
 from . import BenchError
 
 STORM_SOURCE = "storm.c"
-AUDIT_TRUSTED_APP = 1121  # "trusted application message": a user message type for apps
 _OUTPUT = re.compile(r"calls=(\d+) seconds=([0-9.]+) errors=(\d+)")
 
 

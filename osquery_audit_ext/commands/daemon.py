@@ -14,12 +14,10 @@ import signal
 import sys
 import threading
 
-from ..client import DEFAULT_SOCKET
+from ..app.launched_core import embedded_core_class, launch_audit_extension
+from ..app.settings import CONFIG_ENV, load_settings
 from ..errors import AuditExtError
-from ..settings import CONFIG_ENV, load_settings
-from .extension import EXTENSION_NAME, extension_argv
-
-REGISTER_TIMEOUT = 30.0
+from ..sdk.client import DEFAULT_SOCKET
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +40,7 @@ def run(args: argparse.Namespace) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="osquery-audit-ext daemon: %(message)s",
     )
-    try:
-        from ..core.manager import EmbeddedCore
-    except ImportError as exc:
-        raise AuditExtError(f"the embedded core needs the apsw package ({exc})") from None
+    core_class = embedded_core_class()
     parent = os.path.dirname(os.path.abspath(args.socket))
     try:
         os.makedirs(parent, mode=0o755, exist_ok=True)
@@ -55,17 +50,13 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: stop.set())
     load_settings(args.config)  # a bad config is one clear error now, not a dying extension
-    core = EmbeddedCore(
+    core = core_class(
         args.socket, timeout=args.timeout, interval=args.interval, verbose=args.verbose
     )
     core.start()
     try:
-        env = dict(os.environ)
         config = args.config or os.environ.get(CONFIG_ENV)
-        if config:
-            env[CONFIG_ENV] = os.path.abspath(config)
-        process = core.launch(extension_argv(), env=env, respawn=True)
-        core.wait_for_extension(EXTENSION_NAME, REGISTER_TIMEOUT, process=process)
+        launch_audit_extension(core, config, respawn=True)
         print(f"osquery-audit-ext daemon: serving on {args.socket}", file=sys.stderr, flush=True)
         while not stop.wait(0.5) and not core.shutdown_requested.is_set():
             pass

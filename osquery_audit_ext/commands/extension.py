@@ -9,14 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import zipimport
 
 import osquery_audit_ext
 
-from ..client import DEFAULT_SOCKET
-from ..runtime import run_extension, wait_for_manager
-
-EXTENSION_NAME = "osquery_audit_ext"
+from ..sdk.client import DEFAULT_SOCKET
+from ..sdk.runtime import run_extension, wait_for_manager
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,14 +25,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--interval", type=float, default=3.0, help="seconds between checks that core is alive"
     )
     parser.add_argument("--verbose", action="store_true", help="log what the extension does")
-
-
-def extension_argv() -> list[str]:
-    """How to start this package as an extension program (the .ext itself when run from one)."""
-    loader = getattr(osquery_audit_ext, "__loader__", None)
-    if isinstance(loader, zipimport.zipimporter):
-        return [sys.executable, loader.archive]
-    return [sys.executable, "-m", "osquery_audit_ext"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    from ..service import build_extension
+    # Imported here: the kernel-facing modules load only once a core is there.
+    from ..app.extension import EXTENSION_NAME, build_extension
 
     # Without --config: $OSQUERY_AUDIT_EXT_CONFIG, then the default path.
     tables, cleanup = build_extension(args.config)

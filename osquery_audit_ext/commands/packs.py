@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..packs import Pack, fleet_yaml, load_pack
+from ..app.packs import Pack, fleet_yaml, load_pack
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(fleet_yaml(packs))
         return 0
     if not problems and not args.no_run:
-        from ..pack_runner import run_pack_queries
+        from ..app.pack_runner import run_pack_queries
 
         problems += run_pack_queries(packs, args.config)
     for problem in problems:

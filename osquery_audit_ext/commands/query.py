@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..client import DEFAULT_SOCKET, query, render
+from ..sdk.client import DEFAULT_SOCKET, query
+from ..sdk.formats import render
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

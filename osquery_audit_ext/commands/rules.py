@@ -16,13 +16,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ..control import AuditControl
+from ..audit.control import AuditControl
+from ..audit.rule.codec import decode_rule, encode_rule
+from ..audit.rule.fields import KEY_SEPARATOR
+from ..audit.rule.format import format_rule
+from ..audit.rule.model import Rule
+from ..audit.rule.parse import RuleCommand, parse_rule, split_rules_file_line
 from ..errors import AuditExtError, ConfigError, RuleSyntaxError
-from ..rule.codec import decode_rule, encode_rule
-from ..rule.fields import KEY_SEPARATOR
-from ..rule.format import format_rule
-from ..rule.model import Rule
-from ..rule.parse import RuleCommand, parse_rule, split_rules_file_line
 
 # auditctl options that are not rules (settings, listing, flags): refused by `rules load`.
 CONTROL_OPTIONS = {

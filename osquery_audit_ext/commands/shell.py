@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Callable, TextIO
 
-from ..client import MODES, render
-from ..local_core import running_core
-from ..settings import CONFIG_ENV
+from ..app.launched_core import running_core
+from ..app.settings import CONFIG_ENV
+from ..sdk.formats import MODES, render
 
 if TYPE_CHECKING:
     from ..core.manager import EmbeddedCore

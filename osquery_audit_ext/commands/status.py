@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import argparse
 
-from ..control import LOCKED, SETTINGS, AuditControl, check_setting, format_status
+from ..audit.control import (
+    LOCKED,
+    SETTINGS,
+    USER_SETTINGS,
+    AuditControl,
+    check_setting,
+    format_status,
+)
 from ..errors import ConfigError
 
 # Settings a user may change here (the audit pid belongs to the process that reads audit).
-CLI_SETTINGS = ("enabled", "failure", "rate_limit", "backlog_limit", "backlog_wait_time")
+CLI_SETTINGS: tuple[str, ...] = USER_SETTINGS
 LOCK_REFUSED = (
     "enabled=2 locks the audit configuration until reboot: no rule or setting can change "
     "after it (not even enabled); pass --allow-lock to really do that"

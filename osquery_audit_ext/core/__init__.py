@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return sql.SQLError
     if name == "QueryResult":
-        from .result import QueryResult
+        from ..sdk.result import QueryResult
 
         return QueryResult
     raise AttributeError(name)

@@ -13,8 +13,8 @@ from typing import Callable
 
 from osquery.extensions.ttypes import InternalExtensionInfo
 
-from ..plugin import QueryContext, Row, Table
-from ..tablespec import TableSpec, parse_spec
+from ..sdk.plugin import QueryContext, Row, Table
+from ..sdk.tablespec import TableSpec, parse_spec
 
 
 def builtin_spec(name: str) -> TableSpec:

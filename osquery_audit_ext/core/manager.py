@@ -29,13 +29,13 @@ from osquery.extensions.ttypes import (
 
 from .. import __version__
 from ..errors import AuditExtError
-from ..plugin import Table
+from ..sdk.plugin import Table, failure_response
+from ..sdk.result import QueryResult
+from ..sdk.transport import ThriftConnectError, UnixThriftServer, connect, remove_stale_socket
 from .builtin import OsqueryExtensionsTable, TimeTable
 from .registry import ExtensionRegistry
-from .result import QueryResult
 from .sources import LocalTableSource
 from .sql import SQLEngine, SQLError, TableSource
-from .thrift_unix import ThriftConnectError, UnixThriftServer, connect, remove_stale_socket
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ class ManagerHandler(ExtensionManager.Iface):
 
     def call(self, registry: str, item: str, request: Mapping[str, str]) -> ExtensionResponse:
         if registry != "table":
-            return _failure(f"Unknown registry: {registry}")
+            return failure_response(f"Unknown registry: {registry}")
         source = self.core.table_sources().get(item)
         if source is None:
-            return _failure(f"Registry item {item} does not exist")
+            return failure_response(f"Registry item {item} does not exist")
         return source.call(dict(request or {}))
 
     def extensions(self) -> dict[int, InternalExtensionInfo]:
@@ -98,26 +98,22 @@ class ManagerHandler(ExtensionManager.Iface):
         try:
             result = self.core.query(sql or "")
         except SQLError as exc:
-            return _failure(str(exc))
+            return failure_response(str(exc))
         except Exception as exc:  # a bug must not kill the connection thread silently
             log.error("query failed", exc_info=True)
-            return _failure(f"{type(exc).__name__}: {exc}")
+            return failure_response(f"{type(exc).__name__}: {exc}")
         return ExtensionResponse(status=ExtensionStatus(code=0, message="OK"), response=result.rows)
 
     def getQueryColumns(self, sql: str) -> ExtensionResponse:
         try:
             columns = self.core.query_columns(sql or "")
         except SQLError as exc:
-            return _failure(str(exc))
+            return failure_response(str(exc))
         except Exception as exc:
             log.error("getQueryColumns failed", exc_info=True)
-            return _failure(f"{type(exc).__name__}: {exc}")
+            return failure_response(f"{type(exc).__name__}: {exc}")
         rows = [{name: ctype} for name, ctype in columns]
         return ExtensionResponse(status=ExtensionStatus(code=0, message="OK"), response=rows)
-
-
-def _failure(message: str) -> ExtensionResponse:
-    return ExtensionResponse(status=ExtensionStatus(code=1, message=message), response=[])
 
 
 class EmbeddedCore:

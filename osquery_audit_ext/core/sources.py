@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import os
 
-from osquery.extensions.ttypes import ExtensionResponse, ExtensionStatus
+from osquery.extensions.ttypes import ExtensionResponse
 
-from ..plugin import ExtensionHandler, Table
+from ..sdk.plugin import ExtensionHandler, Table, failure_response
+from ..sdk.transport import ThriftConnectError, connect
 from .tabledef import TableDef
-from .thrift_unix import ThriftConnectError, connect
-
-
-def _failure(message: str) -> ExtensionResponse:
-    return ExtensionResponse(status=ExtensionStatus(code=1, message=message), response=[])
 
 
 class ExtensionTableSource:
@@ -28,14 +24,14 @@ class ExtensionTableSource:
 
     def call(self, request: dict[str, str]) -> ExtensionResponse:
         if not os.path.exists(self.socket_path):
-            return _failure(f"Extension socket not available: {self.socket_path}")
+            return failure_response(f"Extension socket not available: {self.socket_path}")
         try:
             with connect(self.socket_path, self.timeout) as client:
                 response = client.call("table", self.name, request)
         except ThriftConnectError as exc:
-            return _failure(f"Extension call failed: {exc}")
+            return failure_response(f"Extension call failed: {exc}")
         if response is None or response.status is None:
-            return _failure(f"Extension call failed: no status from {self.socket_path}")
+            return failure_response(f"Extension call failed: no status from {self.socket_path}")
         return response
 
 

@@ -28,22 +28,28 @@ import apsw
 from osquery.extensions.ttypes import ExtensionResponse
 
 from ..errors import AuditExtError
-from ..plugin import EQUALS, GREATER_THAN, GREATER_THAN_OR_EQUALS, LESS_THAN, LESS_THAN_OR_EQUALS
-from .result import QueryResult
-from .tabledef import ADDITIONAL, INDEX, OPTIMIZED, REQUIRED, TableDef
-from .values import (
+from ..sdk.columns import (
+    ADDITIONAL,
     BIGINT,
     BLOB,
     DOUBLE,
+    INDEX,
     INTEGER,
+    OPTIMIZED,
+    REQUIRED,
     TEXT,
     UNSIGNED_BIGINT,
-    column_type,
-    column_value,
-    json_string,
-    parse_rowid,
-    result_text,
 )
+from ..sdk.plugin import (
+    EQUALS,
+    GREATER_THAN,
+    GREATER_THAN_OR_EQUALS,
+    LESS_THAN,
+    LESS_THAN_OR_EQUALS,
+)
+from ..sdk.result import QueryResult
+from ..sdk.values import column_type, column_value, json_string, parse_rowid, result_text
+from .tabledef import TableDef
 
 log = logging.getLogger(__name__)
 

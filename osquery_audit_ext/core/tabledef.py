@@ -5,14 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .values import column_type
-
-# osquery's ColumnOptions bits (osquery/core/tables.h).
-INDEX = 1
-REQUIRED = 2
-ADDITIONAL = 4
-OPTIMIZED = 8
-HIDDEN = 16
+from ..sdk.columns import ADDITIONAL, HIDDEN, INDEX, UNKNOWN
+from ..sdk.values import column_type
 
 
 @dataclass(frozen=True)
@@ -58,7 +52,7 @@ class TableDef:
                 aliases.append(route["alias"])
             elif kind == "columnAlias" and "name" in route and "target" in route:
                 target = next((c for c in columns if c.name == route["target"]), None)
-                ctype = target.type if target else "UNKNOWN"
+                ctype = target.type if target else UNKNOWN
                 columns.append(ColumnDef(route["name"], ctype, HIDDEN, route["target"]))
             elif kind == "attributes":
                 attributes = _int(route.get("attributes", "0"))

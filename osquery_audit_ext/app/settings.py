@@ -1,0 +1,172 @@
+"""The one settings object, loaded from the TOML config file.
+
+Every key is validated at start: an unknown key or a bad value is a ConfigError naming the
+key, never a surprise later. Names follow osquery's audit flags where one exists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..audit.control import SETTINGS, USER_SETTINGS
+from ..errors import ConfigError
+from ..events.reader import MODES, ReaderSettings  # [reader] is defined beside its reader
+from ..sdk._toml import toml
+
+DEFAULT_CONFIG_PATH = "/etc/osquery/osquery_audit_ext.toml"
+CONFIG_ENV = "OSQUERY_AUDIT_EXT_CONFIG"
+# AUDIT_SET fields the [control] table may set, and their ranges (from audit/control.py);
+# each is restored on exit.
+CONTROL_KEYS: tuple[str, ...] = USER_SETTINGS
+CONTROL_RANGES: dict[str, tuple[int, int]] = {
+    name: (SETTINGS[name][1], SETTINGS[name][2]) for name in CONTROL_KEYS
+}
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """Which rule sets the extension installs (osquery's audit_allow_* flags)."""
+
+    process: bool = True  # audit_allow_process_events: execve, execveat
+    process_fork: bool = False  # audit_allow_fork_process_events: fork, vfork, clone
+    process_kill: bool = False  # audit_allow_kill_process_events: kill, tkill, tgkill
+    sockets: bool = False  # audit_allow_sockets: connect, bind
+    socket_accept: bool = True  # audit_allow_accept_socket_events: accept, accept4
+    socket_unix: bool = False  # audit_allow_unix
+    socket_failed: bool = False  # audit_allow_failed_socket_events
+
+
+@dataclass(frozen=True)
+class RingSettings:
+    capacity: int = 100_000  # events kept per table (osquery's events_max)
+    expiry: int = 3600  # seconds (osquery's events_expiry)
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str = "auto"
+    rules: tuple[str, ...] = ()
+    key: str = "osquery_audit_ext"  # tags the rules we install (audit_rules.managed = 1)
+    persist_rules: bool = False  # keep our rules in the kernel on exit (osquery's audit_persist)
+    events: EventSettings = field(default_factory=EventSettings)
+    ring: RingSettings = field(default_factory=RingSettings)
+    reader: ReaderSettings = field(default_factory=ReaderSettings)
+    control: dict[str, int] = field(default_factory=dict)
+    source: str = ""  # the file these settings came from, "" for built-in defaults
+
+
+def _check_type(where: str, value: Any, expected: Any) -> Any:
+    """Validate one value against a dataclass field's default type."""
+    if isinstance(expected, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(expected, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: expected a non-negative integer, got {value!r}")
+        return value
+    if isinstance(expected, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where}: expected a positive number, got {value!r}")
+        return float(value)
+    if isinstance(expected, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported value {value!r}")
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {data!r}")
+    defaults = cls()
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    values = {
+        name: _check_type(f"{where}.{name}", value, getattr(defaults, name))
+        for name, value in data.items()
+    }
+    section = cls(**values)
+    if isinstance(section, RingSettings) and section.capacity < 1:
+        raise ConfigError(f"{where}.capacity: the ring must hold at least 1 event")
+    return section
+
+
+def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
+    """Build validated Settings from parsed TOML."""
+    where = source or "config"
+    top_known = {"mode", "rules", "key", "persist_rules", "events", "ring", "reader", "control"}
+    unknown = sorted(set(data) - top_known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(top_known))})"
+        )
+    mode = data.get("mode", "auto")
+    if mode not in MODES:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    rules = data.get("rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise ConfigError(f"{where}: rules must be a list of strings in auditctl syntax")
+    key = _check_type(f"{where}.key", data.get("key", "osquery_audit_ext"), "")
+    if not key or len(key.encode()) > 255 or "\x01" in key:
+        raise ConfigError(f"{where}.key: must be 1 to 255 bytes")
+    control = data.get("control", {})
+    if not isinstance(control, dict):
+        raise ConfigError(f"{where}.control: expected a table")
+    for name, value in control.items():
+        if name not in CONTROL_RANGES:
+            raise ConfigError(
+                f"{where}.control: unknown key {name!r} (known: {', '.join(CONTROL_KEYS)})"
+            )
+        low, high = CONTROL_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(
+                f"{where}.control.{name}: expected an integer {low}..{high}, got {value!r}"
+            )
+    return Settings(
+        mode=mode,
+        rules=tuple(rules),
+        key=key,
+        persist_rules=_check_type(
+            f"{where}.persist_rules", data.get("persist_rules", False), False
+        ),
+        events=_section(EventSettings, data.get("events", {}), f"{where}.events"),
+        ring=_section(RingSettings, data.get("ring", {}), f"{where}.ring"),
+        reader=_section(ReaderSettings, data.get("reader", {}), f"{where}.reader"),
+        control=dict(control),
+        source=source,
+    )
+
+
+def config_path(explicit: str | None = None) -> tuple[str, bool]:
+    """The config file to read and whether the user named it (--config, then the env var)."""
+    if explicit:
+        return explicit, True
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return env, True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_settings(explicit: str | None = None) -> Settings:
+    """Load settings; a missing default file means defaults, a missing named file is an error."""
+    path, named = config_path(explicit)
+    p = Path(path)
+    if not p.is_file():
+        if named:
+            raise ConfigError(f"config file {path} does not exist")
+        return Settings()
+    try:
+        data = toml.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except toml.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return settings_from_dict(data, str(p))

@@ -1,0 +1,143 @@
+"""recvmmsg(2) for the audit socket: many datagrams per system call, through ctypes.
+
+During a storm the kernel queues records faster than one recv per record can take them;
+one recvmmsg takes up to BATCH at once. Lengths, senders and netlink headers of a batch are
+read with strided memoryviews (one C call each), so Python touches each datagram once, to
+copy its payload out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+
+from .consts import NLMSG_HDRLEN
+
+BATCH = 64  # datagrams per call
+SLOT = 16384  # bytes per datagram: an audit record is at most ~9 KB (MAX_AUDIT_MESSAGE_LENGTH)
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.POINTER(_IoVec)),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    ]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
+
+
+class _SockAddrNl(ctypes.Structure):
+    _fields_ = [
+        ("family", ctypes.c_ushort),
+        ("pad", ctypes.c_ushort),
+        ("pid", ctypes.c_uint32),
+        ("groups", ctypes.c_uint32),
+    ]
+
+
+def _load_recvmmsg() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        # The interpreter's own symbols include libc's (no library search, no subprocess).
+        function = ctypes.CDLL(None, use_errno=True).recvmmsg
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.POINTER(_MMsgHdr),
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_void_p,
+    ]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RECVMMSG = _load_recvmmsg()
+
+
+def available() -> bool:
+    return _RECVMMSG is not None
+
+
+class BatchReceiver:
+    """Reads up to BATCH netlink datagrams from a socket fd per call, without blocking."""
+
+    def __init__(self, fd: int) -> None:
+        if _RECVMMSG is None:
+            raise OSError(errno.ENOSYS, "recvmmsg is not available")
+        self.fd = fd
+        self.enobufs = 0
+        self._data = ctypes.create_string_buffer(BATCH * SLOT)
+        self._names = (_SockAddrNl * BATCH)()
+        self._iovecs = (_IoVec * BATCH)()
+        self._headers = (_MMsgHdr * BATCH)()
+        base = ctypes.addressof(self._data)
+        for i in range(BATCH):
+            self._iovecs[i].base = base + i * SLOT
+            self._iovecs[i].len = SLOT
+            header = self._headers[i].hdr
+            header.iov = ctypes.pointer(self._iovecs[i])
+            header.iovlen = 1
+            header.name = ctypes.addressof(self._names[i])
+            header.namelen = ctypes.sizeof(_SockAddrNl)
+        u32 = memoryview(self._data).cast("B").cast("I")
+        u16 = memoryview(self._data).cast("B").cast("H")
+        # Strided views: element i of each is a field of datagram i (or of its header).
+        self._bytes = memoryview(self._data).cast("B")
+        self._types = u16[2 :: SLOT // 2]  # nlmsg_type
+        self._seqs = u32[2 :: SLOT // 4]  # nlmsg_seq
+        stride = ctypes.sizeof(_MMsgHdr) // 4
+        header_u32 = memoryview(self._headers).cast("B").cast("I")
+        self._lengths = header_u32[_MMsgHdr.len.offset // 4 :: stride]
+        name_stride = ctypes.sizeof(_SockAddrNl) // 4
+        self._senders = (
+            memoryview(self._names).cast("B").cast("I")[_SockAddrNl.pid.offset // 4 :: name_stride]
+        )
+        self._namelen = ctypes.sizeof(_SockAddrNl)
+
+    def receive(self) -> list[tuple[int, bytes]] | None:
+        """The records (type, payload) of the datagrams waiting, kernel-sent and seq 0 only;
+        None when nothing is waiting. Raises OSError for errors other than ENOBUFS (counted)
+        and EINTR."""
+        headers = self._headers
+        while True:
+            got = _RECVMMSG(self.fd, headers, BATCH, socket.MSG_DONTWAIT, None)  # type: ignore[misc]
+            if got >= 0:
+                break
+            code = ctypes.get_errno()
+            if code in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return None
+            if code == errno.ENOBUFS:
+                self.enobufs += 1
+                continue
+            if code == errno.EINTR:
+                continue
+            raise OSError(code, os.strerror(code))
+        for i in range(got):  # the kernel wrote the sender's address length: reset it
+            headers[i].hdr.namelen = self._namelen
+        lengths = self._lengths[:got].tolist()
+        senders = self._senders[:got].tolist()
+        seqs = self._seqs[:got].tolist()
+        types = self._types[:got].tolist()
+        data = self._bytes
+        out = []
+        for i in range(got):
+            length = lengths[i]
+            if senders[i] or seqs[i] or length < NLMSG_HDRLEN:
+                continue  # not from the kernel, a late reply, or not even a header
+            start = i * SLOT
+            out.append((types[i], bytes(data[start + NLMSG_HDRLEN : start + length])))
+        return out

@@ -1,0 +1,483 @@
+"""Events into table rows: one completed audit event gives at most one row of
+process_events or socket_events (columns as in tables/*.table; `eid` is the ring's).
+
+Values are ints, str or None (None where the event does not say). Times come from the audit
+record itself: `time` is its seconds, `time_ms` its milliseconds, `uptime` is `time` minus the
+boot time the caller passes.
+
+Text columns never carry invalid UTF-8 (osquery needs valid strings):
+- argv: a JSON array holding the exact arguments; bytes that are not UTF-8 appear as the
+  escapes \\udc80-\\udcff (Python's surrogateescape: `json.loads(argv)[i].encode("utf-8",
+  "surrogateescape")` gives back the bytes the process passed).
+- cmdline: the arguments in argv order joined by single spaces. An argument is written as it
+  is unless it is empty or holds a space, a quote (" or '), a backslash, a control character
+  or bytes that are not UTF-8; then it is written in double quotes with \\" \\\\ \\n \\t \\r,
+  other control characters as \\u00XX and each non-UTF-8 byte as \\xNN. This is reversible.
+- Other text (path, cwd, exe, comm, socket, key): UTF-8, with any invalid byte written as
+  \\xNN (not reversible if the name itself holds a backslash followed by "x"; rare).
+
+Three words for a syscall ABI, kept apart throughout events/: `audit_arch` is the SYSCALL
+record's arch= value (an AUDIT_ARCH_* number, 0xc000003e); `machine` is libaudit's name for
+the ABI ("x86_64"), which picks the syscall table; the arch token is "b64" or "b32", what the
+`arch` column holds (as `auditctl -l` prints it).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+
+from ..audit.consts import (
+    AF_UNIX,
+    AUDIT_CWD,
+    AUDIT_EXECVE,
+    AUDIT_PATH,
+    AUDIT_PROCTITLE,
+    AUDIT_SOCKADDR,
+    AUDIT_SOCKETCALL,
+    AUDIT_SYSCALL,
+)
+from ..audit.syscalls import arch_token, machine_for_audit_arch, syscall_name
+from .coalesce import Event
+from .records import (
+    Argv,
+    Record,
+    decode_keys,
+    decode_sockaddr,
+    decode_value,
+    execve_argv,
+    parse_decimal,
+    parse_ident,
+    proctitle_argv,
+)
+
+EXEC_SYSCALLS = frozenset({"execve", "execveat"})
+FORK_SYSCALLS = frozenset({"fork", "vfork", "clone"})
+KILL_SYSCALLS = frozenset({"kill", "tkill", "tgkill"})
+SOCKET_ACTIONS = {"connect": "connect", "bind": "bind", "accept": "accept", "accept4": "accept"}
+# i386 socketcall(2): the call number in a0 -> the call it multiplexes.
+SOCKETCALL_CALLS = {2: "bind", 3: "connect", 5: "accept", 18: "accept4"}
+
+CLONE_PARENT = 0x00008000
+CLONE_THREAD = 0x00010000
+AT_FDCWD = -100
+
+_QUOTE_NEEDED = re.compile(r"[\s\"'\\\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+_ESCAPED = re.compile(r"[\"\\\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+
+
+@functools.lru_cache(maxsize=1024)
+def audit_syscall_name(audit_arch: int, nr: int) -> str:
+    """The syscall's name on the event's ABI; its number when the ABI or number is unknown."""
+    machine = machine_for_audit_arch(audit_arch)
+    name = syscall_name(machine, nr) if machine else None
+    return name or str(nr)
+
+
+@functools.lru_cache(maxsize=256)
+def _arch_token(audit_arch: int) -> str:
+    return arch_token(audit_arch)
+
+
+def display_text(data: bytes | None) -> str | None:
+    """Bytes as UTF-8 text, invalid bytes written as \\xNN."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "backslashreplace")
+
+
+@functools.lru_cache(maxsize=4096)
+def _raw_text(raw: str) -> str | None:
+    """An untrusted-string value as display text (cached: exe, comm, cwd repeat a lot)."""
+    return display_text(decode_value(raw))
+
+
+def _field_text(fields: dict[str, str], key: str) -> str | None:
+    raw = fields.get(key)
+    return None if raw is None else _raw_text(raw)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    if code >= 0xDC80:  # a surrogate-escaped byte that is not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def quote_arg(text: str) -> str:
+    """One argument (surrogateescape text) for cmdline, quoted only when it must be."""
+    if text and _QUOTE_NEEDED.search(text) is None:
+        return text
+    return '"' + _ESCAPED.sub(_escape, text) + '"'
+
+
+def _surrogate_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def argv_columns(args: list[bytes]) -> tuple[str, str, int]:
+    """(cmdline, argv JSON, cmdline_size) for a list of arguments."""
+    texts = [arg.decode("utf-8", "surrogateescape") for arg in args]
+    size = sum(len(arg) for arg in args) + max(len(args) - 1, 0)
+    if all(texts) and _QUOTE_NEEDED.search("".join(texts)) is None:
+        # No argument needs quoting, so none needs a JSON escape either.
+        return " ".join(texts), '["' + '", "'.join(texts) + '"]' if texts else "[]", size
+    cmdline = " ".join(quote_arg(text) for text in texts)
+    argv = json.dumps(texts, ensure_ascii=False)
+    if _SURROGATE.search(argv) is not None:
+        argv = _SURROGATE.sub(_surrogate_escape, argv)
+    return cmdline, argv, size
+
+
+def _uptime(event: Event, boot_time: float) -> int | None:
+    uptime = int(event.sec + event.msec / 1000 - boot_time)
+    return uptime if uptime >= 0 else None
+
+
+@functools.lru_cache(maxsize=256)
+def _keys(raw: str | None) -> str | None:
+    """The `key=` field as the key column: rule keys joined by commas, None for (null)."""
+    keys = decode_keys(raw)
+    if not keys:
+        return None
+    return ",".join(display_text(key) or "" for key in keys)
+
+
+class SyscallCall(NamedTuple):
+    """An event's SYSCALL record with the call it logs, named on the event's ABI."""
+
+    record: Record
+    name: str  # the syscall's name, or its number when the ABI or number is unknown
+    audit_arch: int  # the record's arch= field: an AUDIT_ARCH_* value such as 0xc000003e
+
+
+def _syscall(event: Event) -> SyscallCall | None:
+    """The event's SYSCALL record and the call it logs; None without one (or arch/number)."""
+    records = event.records
+    record = records[0] if records and records[0].type == AUDIT_SYSCALL else None
+    if record is None:
+        record = event.first(AUDIT_SYSCALL)
+    if record is None:
+        return None
+    audit_arch = record.hexint("arch")
+    nr = record.decimal("syscall")
+    if audit_arch is None or nr is None:
+        return None
+    return SyscallCall(record, audit_syscall_name(audit_arch, nr), audit_arch)
+
+
+def _executable(paths: list[Record]) -> Record | None:
+    """The PATH record of the file execve opened: item 0."""
+    for record in paths:
+        if record.raw("item") == "0":
+            return record
+    return paths[0] if paths else None
+
+
+def _exec_path(path_record: Record | None, cwd: bytes | None, call: SyscallCall) -> bytes | None:
+    """Absolute path of the executed file: PATH item 0's name, made absolute with the cwd.
+
+    Falls back to the process's exe= when the name is missing or relative to a directory fd
+    (execveat with a dirfd other than AT_FDCWD).
+    """
+    exe = call.record.data("exe")
+    file = path_record.data("name") if path_record is not None else None
+    if not file:
+        return exe
+    if file[:1] == b"/":
+        return file
+    if call.name == "execveat":
+        dirfd = call.record.hexint("a0")
+        if dirfd is None or _signed(dirfd, call.audit_arch) != AT_FDCWD:
+            return exe
+    if not cwd:
+        return exe
+    while file[:2] == b"./":
+        file = file[2:]
+    return cwd.rstrip(b"/") + b"/" + file
+
+
+def _signed(value: int, audit_arch: int) -> int:
+    """A register value (a0..a3) as a signed long of the event's ABI."""
+    bits = 64 if _arch_token(audit_arch) == "b64" else 32
+    return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+class ProcessFacts(NamedTuple):
+    """The process_events columns that differ by case (exec, fork, kill)."""
+
+    pid: int | None
+    parent: int | None
+    path: bytes | None
+    argv: Argv
+    cwd: str | None = None
+    mode: str | None = None
+    owner_uid: int | None = None
+    owner_gid: int | None = None
+
+
+def _exec_facts(
+    event: Event, call: SyscallCall, syscall_fields: dict[str, str], success: bool
+) -> ProcessFacts:
+    """execve/execveat: the process itself; argv from EXECVE, path from PATH item 0."""
+    execve: list[Record] = []
+    paths: list[Record] = []
+    cwd_record = None
+    for record in event.records:
+        record_type = record.type
+        if record_type == AUDIT_EXECVE:
+            execve.append(record)
+        elif record_type == AUDIT_PATH:
+            paths.append(record)
+        elif record_type == AUDIT_CWD:
+            cwd_record = cwd_record or record
+    cwd = cwd_record.data("cwd") if cwd_record is not None else None
+    path_record = _executable(paths)
+    path = _exec_path(path_record, cwd, call)
+    mode = owner_uid = owner_gid = None
+    if path_record is not None:
+        path_fields = path_record.fields
+        mode = path_fields.get("mode")
+        owner_uid = parse_ident(path_fields.get("ouid"))
+        owner_gid = parse_ident(path_fields.get("ogid"))
+    if execve:
+        argv = execve_argv(execve)
+    elif success:
+        argv = _proctitle(event)  # EXECVE lost: the new program's title, maybe cut
+    else:
+        argv = Argv([], True)  # the kernel logs argv only once the file is open
+    return ProcessFacts(
+        pid=parse_decimal(syscall_fields.get("pid")),
+        parent=parse_decimal(syscall_fields.get("ppid")),
+        path=path,
+        argv=argv,
+        cwd=display_text(cwd),
+        mode=mode,
+        owner_uid=owner_uid,
+        owner_gid=owner_gid,
+    )
+
+
+def _fork_facts(
+    event: Event, call: SyscallCall, syscall_fields: dict[str, str], success: bool
+) -> ProcessFacts | None:
+    """fork/vfork/clone: the new process (the return value) and its parent; no threads."""
+    flags = (call.record.hexint("a0") or 0) if call.name == "clone" else 0
+    if flags & CLONE_THREAD:
+        return None
+    caller = parse_decimal(syscall_fields.get("pid"))
+    parent = parse_decimal(syscall_fields.get("ppid")) if flags & CLONE_PARENT else caller
+    exit_code = parse_decimal(syscall_fields.get("exit"))
+    child = exit_code if success and exit_code is not None and exit_code > 0 else None
+    return ProcessFacts(
+        pid=child, parent=parent, path=call.record.data("exe"), argv=_proctitle(event)
+    )
+
+
+def _kill_facts(
+    event: Event, call: SyscallCall, syscall_fields: dict[str, str], success: bool
+) -> ProcessFacts:
+    """kill/tkill/tgkill: the caller and its parent."""
+    return ProcessFacts(
+        pid=parse_decimal(syscall_fields.get("pid")),
+        parent=parse_decimal(syscall_fields.get("ppid")),
+        path=call.record.data("exe"),
+        argv=_proctitle(event),
+    )
+
+
+ProcessCase = Callable[[Event, SyscallCall, dict[str, str], bool], "ProcessFacts | None"]
+# Syscall name -> the function giving the columns of its case.
+PROCESS_CASES: dict[str, ProcessCase] = {
+    **dict.fromkeys(EXEC_SYSCALLS, _exec_facts),
+    **dict.fromkeys(FORK_SYSCALLS, _fork_facts),
+    **dict.fromkeys(KILL_SYSCALLS, _kill_facts),
+}
+
+
+def process_row(event: Event, boot_time: float, *, include_failed: bool = False) -> dict | None:
+    """A process_events row for execve/execveat, fork/vfork/clone and kill/tkill/tgkill.
+
+    - execve/execveat: pid and parent (ppid) of the process; argv from the EXECVE records
+      (PROCTITLE if they are lost from a successful exec); path from PATH item 0 made
+      absolute (exe= when it cannot be); mode, owner_uid and owner_gid of that file; cwd.
+    - fork/vfork/clone: pid is the new process (the syscall's return value), parent the
+      caller (its parent for CLONE_PARENT); thread creation (CLONE_THREAD) gives no row, nor
+      does clone3 (its flags are not in the record). cmdline/argv are the caller's
+      PROCTITLE, which the child shares.
+    - kill/tkill/tgkill: the caller's pid and parent; cmdline from PROCTITLE.
+    Failed calls give no row unless include_failed (osquery reports successful ones only).
+    `overflows` is "cmdline" when arguments are missing or were cut by the kernel.
+    """
+    call = _syscall(event)
+    if call is None:
+        return None
+    case = PROCESS_CASES.get(call.name)
+    if case is None:
+        return None
+    syscall_fields = call.record.fields
+    success = syscall_fields.get("success") == "yes"
+    if not success and not include_failed:
+        return None
+    facts = case(event, call, syscall_fields, success)
+    if facts is None:
+        return None
+    return _process_columns(event, boot_time, call, syscall_fields, success, facts)
+
+
+def _process_columns(
+    event: Event,
+    boot_time: float,
+    call: SyscallCall,
+    syscall_fields: dict[str, str],
+    success: bool,
+    facts: ProcessFacts,
+) -> dict:
+    """The whole process_events row: the case's facts, and what the SYSCALL record says."""
+    cmdline, argv_json, cmdline_size = argv_columns(facts.argv.args)
+    return {
+        "pid": facts.pid,
+        "path": display_text(facts.path),
+        "mode": facts.mode,
+        "cmdline": cmdline,
+        "cmdline_size": cmdline_size,
+        "env": "",
+        "env_count": 0,
+        "env_size": 0,
+        "cwd": facts.cwd,
+        "auid": parse_ident(syscall_fields.get("auid")),
+        "uid": parse_ident(syscall_fields.get("uid")),
+        "euid": parse_ident(syscall_fields.get("euid")),
+        "gid": parse_ident(syscall_fields.get("gid")),
+        "egid": parse_ident(syscall_fields.get("egid")),
+        "owner_uid": facts.owner_uid,
+        "owner_gid": facts.owner_gid,
+        "atime": None,
+        "mtime": None,
+        "ctime": None,
+        "btime": None,
+        "overflows": "" if facts.argv.complete else "cmdline",
+        "parent": facts.parent if facts.parent is not None else -1,
+        "time": event.sec,
+        "uptime": _uptime(event, boot_time),
+        "fsuid": parse_ident(syscall_fields.get("fsuid")),
+        "suid": parse_ident(syscall_fields.get("suid")),
+        "fsgid": parse_ident(syscall_fields.get("fsgid")),
+        "sgid": parse_ident(syscall_fields.get("sgid")),
+        "syscall": call.name,
+        "argv": argv_json,
+        "exe": _field_text(syscall_fields, "exe"),
+        "comm": _field_text(syscall_fields, "comm"),
+        "tty": syscall_fields.get("tty"),
+        "ses": parse_ident(syscall_fields.get("ses")),
+        "success": 1 if success else 0,
+        "exit": parse_decimal(syscall_fields.get("exit")),
+        "key": _keys(syscall_fields.get("key")),
+        "arch": _arch_token(call.audit_arch),
+        "time_ms": event.sec * 1000 + event.msec,
+        "serial": event.serial,
+    }
+
+
+def _proctitle(event: Event) -> Argv:
+    record = event.first(AUDIT_PROCTITLE)
+    return proctitle_argv(record) if record is not None else Argv([], False)
+
+
+def socket_row(event: Event, boot_time: float) -> dict | None:
+    """A socket_events row for connect, bind, accept and accept4 (and i386 socketcall).
+
+    - action: bind, connect or accept (accept4 too); syscall keeps the real name (for
+      socketcall, the name of the call it multiplexes).
+    - The SOCKADDR address is the local side for bind and the remote side for connect and
+      accept; the other side is not in the event and stays empty. AF_UNIX puts its path in
+      `socket` (abstract names start with @); AF_NETLINK's address is the port id.
+      An accept that passed no address buffer (or failed) has no SOCKADDR: family stays
+      empty. A connect or bind without SOCKADDR was not logged by a socket rule: no row.
+    - fd: a0 in decimal. protocol: the event does not carry it, so 0 (as osquery).
+    - status: succeeded; in_progress for connect failing with EINPROGRESS; no_client for
+      accept failing with EAGAIN; else failed. success is 0 only for failed (as osquery).
+    """
+    call = _syscall(event)
+    if call is None:
+        return None
+    name = call.name
+    args: Record | None = call.record
+    if name == "socketcall":
+        multiplexed = SOCKETCALL_CALLS.get(call.record.hexint("a0") or -1)
+        if multiplexed is None:
+            return None
+        name = multiplexed
+        args = event.first(AUDIT_SOCKETCALL)
+    action = SOCKET_ACTIONS.get(name)
+    if action is None:
+        return None
+    syscall_fields = call.record.fields
+    success = syscall_fields.get("success") == "yes"
+    exit_code = parse_decimal(syscall_fields.get("exit"))
+    if success:
+        status = "succeeded"
+    elif action == "connect" and exit_code == -errno.EINPROGRESS:
+        status = "in_progress"
+    elif action == "accept" and exit_code == -errno.EAGAIN:
+        status = "no_client"
+    else:
+        status = "failed"
+    fd = args.hexint("a0") if args is not None else None
+    family = address = port = unix_path = None
+    sockaddr_record = event.first(AUDIT_SOCKADDR)
+    if sockaddr_record is None and action != "accept":
+        # connect and bind always log their address when audited by a rule; without it the
+        # event was logged for another reason (e.g. a multicast join's EVENT_LISTENER).
+        return None
+    if sockaddr_record is not None:
+        data = sockaddr_record.data("saddr")
+        sockaddr = decode_sockaddr(data) if data is not None else None
+        if sockaddr is not None:
+            family = sockaddr.family
+            if family == AF_UNIX:
+                unix_path = display_text(sockaddr.path)
+            else:
+                address, port = sockaddr.address, sockaddr.port
+    local = action == "bind"
+    exe = _field_text(syscall_fields, "exe")
+    return {
+        "action": action,
+        "pid": parse_decimal(syscall_fields.get("pid")),
+        "path": exe,
+        "fd": str(fd) if fd is not None else None,
+        "auid": parse_ident(syscall_fields.get("auid")),
+        "family": family,
+        "protocol": 0,
+        "local_address": address if local else None,
+        "remote_address": None if local else address,
+        "local_port": port if local else None,
+        "remote_port": None if local else port,
+        "socket": unix_path,
+        "time": event.sec,
+        "uptime": _uptime(event, boot_time),
+        "success": 0 if status == "failed" else 1,
+        "status": status,
+        "exe": exe,
+        "comm": _field_text(syscall_fields, "comm"),
+        "uid": parse_ident(syscall_fields.get("uid")),
+        "euid": parse_ident(syscall_fields.get("euid")),
+        "syscall": name,
+        "exit": exit_code,
+        "key": _keys(syscall_fields.get("key")),
+        "time_ms": event.sec * 1000 + event.msec,
+        "serial": event.serial,
+    }

@@ -1,0 +1,134 @@
+"""Value conversions exactly as osquery core makes them, between strings and SQLite values.
+
+Extensions return every value as a string; core casts it by the column's declared type
+(osquery/sql/dynamic_table_row.cpp): integers with strtoll base 0 over the whole string
+(so "010" is 8 and "0x1f" is 31), "" and anything unparsable become NULL, INTEGER columns
+go through a C `int`. Query results go back out as strings (osquery's castVariant).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .columns import BIGINT, BLOB, COLUMN_TYPES, DOUBLE, INTEGER, TEXT, UNKNOWN, UNSIGNED_BIGINT
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+_C_SPACE = " \t\n\v\f\r"
+_C_INTEGER = re.compile(r"([+-]?)(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))")
+_C_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_C_HEXFLOAT = re.compile(
+    r"([+-]?)(0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?)"
+)
+_C_SPECIAL = re.compile(r"([+-]?)(inf(?:inity)?|nan(?:\([0-9A-Za-z_]*\))?)", re.IGNORECASE)
+
+
+def column_type(name: str) -> str:
+    """osquery's columnTypeName(): a route's type string, UNKNOWN when not one of its names."""
+    return name if name in COLUMN_TYPES else UNKNOWN
+
+
+def parse_c_integer(text: str) -> int | None:
+    """std::stoll(text, &pos, 0) accepted only when it consumed the whole string."""
+    body = text.lstrip(_C_SPACE)
+    match = _C_INTEGER.fullmatch(body)
+    if match is None:
+        return None
+    sign, hex_digits, octal, decimal = match.groups()
+    if hex_digits is not None:
+        value = int(hex_digits, 16)
+    elif octal is not None:
+        value = int(octal, 8)
+    else:
+        value = int(decimal, 10)
+    value = -value if sign == "-" else value
+    return value if INT64_MIN <= value <= INT64_MAX else None
+
+
+def parse_c_double(text: str) -> float | None:
+    """strtod(text, &end) accepted only when it consumed the whole string (NaN is NULL)."""
+    body = text.lstrip(_C_SPACE)
+    if _C_DECIMAL.fullmatch(body):
+        return float(body)
+    match = _C_HEXFLOAT.fullmatch(body)
+    if match:
+        value = float.fromhex(match.group(2))
+        return -value if match.group(1) == "-" else value
+    match = _C_SPECIAL.fullmatch(body)
+    if match and match.group(2).lower().startswith("inf"):
+        return -math.inf if match.group(1) == "-" else math.inf
+    return None
+
+
+def _as_c_int(value: int) -> int:
+    """sqlite3_result_int(ctx, long): the low 32 bits as a signed int."""
+    value &= 0xFFFFFFFF
+    return value - 2**32 if value >= 2**31 else value
+
+
+def column_value(ctype: str, text: str | None) -> int | float | str | None:
+    """The SQLite value core gives one returned string in a column of this type."""
+    if text is None:
+        return None
+    if ctype in (TEXT, BLOB):
+        return text
+    if ctype == INTEGER:
+        number = parse_c_integer(text)
+        return None if number is None else _as_c_int(number)
+    if ctype in (BIGINT, UNSIGNED_BIGINT):
+        return parse_c_integer(text)
+    if ctype == DOUBLE:
+        return parse_c_double(text)
+    return None  # UNKNOWN: core logs an error and leaves the column NULL
+
+
+def parse_rowid(text: str) -> int | None:
+    """A row's "rowid" key: base 10 over the whole string, else the row is an error."""
+    body = text.lstrip(_C_SPACE)
+    if not re.fullmatch(r"[+-]?[0-9]+", body):
+        return None
+    value = int(body, 10)
+    return value if INT64_MIN <= value <= INT64_MAX else None
+
+
+def result_text(value: object, nullvalue: str = "") -> str:
+    """One query result value as core's query() returns it (castVariant)."""
+    if value is None:
+        return nullvalue
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = f"{value:.15g}"
+        return text if "." in text else text + ".0"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).split(b"\0", 1)[0].decode("utf-8", errors="replace")
+    return str(value)
+
+
+_JSON_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+def json_string(text: str) -> str:
+    """A JSON string as osquery's rapidjson writes it: UTF-8 kept, controls as \\u00XX."""
+    out = []
+    for char in text:
+        escaped = _JSON_ESCAPES.get(char)
+        if escaped is not None:
+            out.append(escaped)
+        elif char < " ":
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'

@@ -1,0 +1,317 @@
+"""The data plane against the real kernel: known execve and socket calls appear exactly.
+
+Each test runs the whole pipeline in-process (reader -> records -> events -> rows -> ring)
+with its own rule key, and the service restores the kernel's rules and settings on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from osquery_audit_ext.app.extension import audit_tables
+from osquery_audit_ext.app.service import AuditService
+from osquery_audit_ext.app.settings import EventSettings, ReaderSettings, Settings
+from osquery_audit_ext.sdk.plugin import EQUALS, Constraint, ConstraintList, QueryContext
+
+pytestmark = pytest.mark.kernel
+
+TRUE = shutil.which("true") or "/bin/true"
+
+# Arguments that break other tools: >10 of them, a 20,000-byte one, empty ones, spaces,
+# quotes, newlines and bytes that are not ASCII (nor UTF-8).
+ODD_ARGV: list[bytes] = [
+    TRUE.encode(),
+    b"",
+    b"two words",
+    b'"quoted"',
+    b"it's",
+    b"line\nbreak",
+    b"tab\there",
+    "caf\u00e9".encode(),
+    b"\xff\xfe raw",
+    b"x" * 20000,
+    b"",
+    *[f"arg{i}".encode() for i in range(11, 16)],
+]
+
+
+def table_rows(service: AuditService, table: str, pids: set[int]) -> list[dict]:
+    """Rows as the extension's table serves `WHERE pid IN (...)`: the real table, one call."""
+    tables = {t.spec.name: t for t in audit_tables(service)}
+    terms = tuple(Constraint(EQUALS, str(pid)) for pid in sorted(pids))
+    return list(tables[table].generate(QueryContext({"pid": ConstraintList(constraints=terms)})))
+
+
+def wait_rows(service, table, pids, predicate, timeout=15.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = table_rows(service, table, set(pids))
+        found = [r for r in rows if predicate(r)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def start_service(key: str, **events: bool) -> AuditService:
+    settings = Settings(
+        key=key,
+        events=EventSettings(**events),
+        reader=ReaderSettings(event_timeout=1.0, pid_check_interval=1.0),
+    )
+    service = AuditService(settings)
+    service.start()
+    return service
+
+
+@pytest.fixture
+def process_service(kernel_rw) -> Iterator[AuditService]:
+    service = start_service(f"oaetest_proc_{os.getpid()}", process=True)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def socket_service(kernel_rw) -> Iterator[AuditService]:
+    service = start_service(
+        f"oaetest_sock_{os.getpid()}",
+        process=False,
+        sockets=True,
+        socket_unix=True,
+        socket_failed=True,
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def run_argv(argv: list[bytes]) -> int:
+    proc = subprocess.Popen(argv, executable=argv[0], stdout=subprocess.DEVNULL)
+    proc.wait()
+    return proc.pid
+
+
+def expected_argv_json(argv: list[bytes]) -> list[str]:
+    return [os.fsdecode(a) for a in argv]
+
+
+def test_execve_argv_is_exact(process_service):
+    pid = run_argv(ODD_ARGV)
+    rows = wait_rows(process_service, "process_events", [pid], lambda r: r["syscall"] == "execve")
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert json.loads(row["argv"]) == expected_argv_json(ODD_ARGV)
+    assert row["path"] == TRUE
+    assert row["cwd"] == os.getcwd()
+    assert row["parent"] == os.getpid()
+    assert row["uid"] == os.getuid() and row["euid"] == os.geteuid()
+    assert row["success"] == 1 and row["exit"] == 0
+    assert row["arch"] == "b64"
+    assert row["key"] == process_service.settings.key
+    assert abs(row["time"] - time.time()) < 60
+    # cmdline keeps argv order past 10 arguments: osquery sorts a0, a1, a10, a2 ...
+    assert row["cmdline"].index("arg11") < row["cmdline"].index("arg15")
+    assert row["cmdline"].startswith(TRUE + " ")
+    # cmdline_size is the size of the arguments themselves, as osquery counts it.
+    assert row["cmdline_size"] == sum(len(a) for a in ODD_ARGV) + len(ODD_ARGV) - 1
+
+
+def test_many_execs_none_lost(process_service):
+    pids = [run_argv([TRUE.encode(), f"n{i}".encode()]) for i in range(50)]
+    rows = wait_rows(
+        process_service,
+        "process_events",
+        pids,
+        lambda r: r["syscall"] == "execve",
+    )
+    deadline = time.monotonic() + 10
+    while len(rows) < len(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        rows = table_rows(process_service, "process_events", set(pids))
+    assert sorted(r["pid"] for r in rows) == sorted(pids)
+    assert {json.loads(r["argv"])[1] for r in rows} == {f"n{i}" for i in range(50)}
+
+
+def build_32bit_exec(tmp: Path) -> Path | None:
+    source = tmp / "exec32.c"
+    source.write_text(
+        '#include <unistd.h>\nint main(void){char *a[]={"/bin/true","b32","a r g",0};'
+        "char *e[]={0};execve(a[0],a,e);return 1;}\n"
+    )
+    binary = tmp / "exec32"
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    done = subprocess.run([gcc, "-m32", "-o", str(binary), str(source)], capture_output=True)
+    return binary if done.returncode == 0 else None
+
+
+def test_32bit_execve_is_seen(process_service, tmp_path):
+    binary = build_32bit_exec(tmp_path)
+    if binary is None:
+        pytest.skip("cannot build a 32-bit program here (gcc-multilib missing)")
+    proc = subprocess.Popen([str(binary)])
+    assert proc.wait() == 0
+    rows = wait_rows(
+        process_service,
+        "process_events",
+        [proc.pid],  # the 32-bit program itself calls execve
+        lambda r: r["arch"] == "b32" and json.loads(r["argv"]) == ["/bin/true", "b32", "a r g"],
+    )
+    assert rows and rows[0]["syscall"] == "execve"
+
+
+# The kernel never audits the audit daemon's own syscalls, and in unicast mode that is this
+# test process: every socket workload runs in a child process, and rows are looked up by its pid.
+WORKLOADS = {
+    "tcp": """
+import json, socket, sys
+family = getattr(socket, sys.argv[2]); host = sys.argv[3]
+probe = socket.socket(family, socket.SOCK_STREAM); probe.bind((host, 0))
+port = probe.getsockname()[1]; probe.close()  # audit logs the port asked for: ask for one
+server = socket.socket(family, socket.SOCK_STREAM); server.bind((host, port)); server.listen(1)
+client = socket.socket(family, socket.SOCK_STREAM); client.connect((host, port))
+conn, _ = server.accept(); conn.close()
+print(json.dumps({"server_fd": server.fileno(), "port": port,
+                  "client_fd": client.fileno(), "client_port": client.getsockname()[1]}))
+""",
+    "refused": """
+import json, socket
+probe = socket.socket(); probe.bind(("127.0.0.1", 0)); port = probe.getsockname()[1]
+probe.close()  # nobody listens there now
+client = socket.socket()
+try:
+    client.connect(("127.0.0.1", port))
+except ConnectionRefusedError:
+    pass
+print(json.dumps({"port": port}))
+""",
+    "nonblocking": """
+import json, socket
+server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); server.bind(("::1", 0))
+server.listen(1); port = server.getsockname()[1]
+client = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); client.setblocking(False)
+print(json.dumps({"port": port, "rc": client.connect_ex(("::1", port))}))
+""",
+    "unix": """
+import json, socket, sys
+address = sys.argv[2].replace("@", "\\0", 1) if sys.argv[2].startswith("@") else sys.argv[2]
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); server.bind(address); server.listen(1)
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); client.connect(address)
+print(json.dumps({}))
+""",
+}
+
+
+def run_workload(name: str, *args: str) -> tuple[int, dict]:
+    """Run a socket workload in a child process: (its pid, what it printed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKLOADS[name], name, *args], stdout=subprocess.PIPE, text=True
+    )
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return proc.pid, json.loads(out)
+
+
+def socket_rows(service, pid: int, predicate) -> list[dict]:
+    return wait_rows(service, "socket_events", [pid], predicate)
+
+
+@pytest.mark.parametrize(
+    ("family", "host", "family_id"),
+    [("AF_INET", "127.0.0.1", 2), ("AF_INET6", "::1", 10)],
+)
+def test_tcp_bind_connect_accept(socket_service, family, host, family_id):
+    pid, seen = run_workload("tcp", family, host)
+    port = seen["port"]
+    binds = socket_rows(
+        socket_service, pid, lambda r: r["action"] == "bind" and r["local_port"] == port
+    )
+    assert binds, "bind not seen"
+    bind = binds[0]
+    assert bind["local_address"] == host and bind["family"] == family_id
+    assert bind["fd"] == str(seen["server_fd"]) and bind["status"] == "succeeded"
+    assert bind["path"] == bind["exe"] == os.path.realpath(sys.executable)
+    connects = socket_rows(
+        socket_service, pid, lambda r: r["action"] == "connect" and r["remote_port"] == port
+    )
+    assert connects, "connect not seen"
+    assert connects[0]["remote_address"] == host
+    assert connects[0]["fd"] == str(seen["client_fd"])
+    accepts = socket_rows(
+        socket_service,
+        pid,
+        lambda r: r["action"] == "accept" and r["remote_port"] == seen["client_port"],
+    )
+    assert accepts, "accept not seen"
+    assert accepts[0]["remote_address"] == host and accepts[0]["status"] == "succeeded"
+
+
+def test_refused_connect_is_failed(socket_service):
+    pid, seen = run_workload("refused")
+    rows = socket_rows(socket_service, pid, lambda r: r["remote_port"] == seen["port"])
+    assert rows and rows[0]["status"] == "failed" and rows[0]["success"] == 0
+    assert rows[0]["exit"] == -111
+
+
+def test_nonblocking_connect_in_progress(socket_service):
+    pid, seen = run_workload("nonblocking")
+    rows = socket_rows(
+        socket_service, pid, lambda r: r["action"] == "connect" and r["remote_port"] == seen["port"]
+    )
+    assert rows
+    assert rows[0]["status"] == ("in_progress" if seen["rc"] == 115 else "succeeded")
+
+
+def test_unix_path_and_abstract(socket_service):
+    with tempfile.TemporaryDirectory(prefix="oae") as tmp:
+        for shown in (os.path.join(tmp, "s.sock"), f"@oaetest-abstract-{os.getpid()}"):
+            pid, _ = run_workload("unix", shown)
+            binds = socket_rows(
+                socket_service, pid, lambda r, s=shown: r["action"] == "bind" and r["socket"] == s
+            )
+            assert binds and binds[0]["family"] == 1, shown
+            connects = socket_rows(
+                socket_service,
+                pid,
+                lambda r, s=shown: r["action"] == "connect" and r["socket"] == s,
+            )
+            assert connects, shown
+
+
+def test_beside_auditd_nothing_lost(kernel_rw, running_auditd):
+    auditd = running_auditd
+    service = start_service(f"oaetest_beside_{os.getpid()}", process=True)
+    try:
+        assert service.reader.stats.mode == "multicast"
+        assert "auditd" in service.reader.stats.mode_reason
+        pids = [run_argv([TRUE.encode(), f"m{i}".encode()]) for i in range(40)]
+        deadline = time.monotonic() + 15
+        seen: set[int] = set()
+        while seen != set(pids) and time.monotonic() < deadline:
+            rows = table_rows(service, "process_events", set(pids))
+            seen = {r["pid"] for r in rows}
+            time.sleep(0.2)
+        assert seen == set(pids)
+    finally:
+        service.stop()
+    # auditd, the unicast consumer, still got every event.
+    deadline = time.monotonic() + 10
+    missing = set(pids)
+    while missing and time.monotonic() < deadline:
+        logged = "\n".join(auditd.log_lines())
+        missing = {p for p in pids if f" pid={p} " not in logged}
+        time.sleep(0.2)
+    assert not missing

@@ -1,0 +1,111 @@
+"""Table specs: the single schema source loads, matches osquery's, and the README follows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from osquery_audit_ext.sdk.tabledocs import BEGIN, END, render_all
+from osquery_audit_ext.sdk.tablespec import SpecError, all_specs, load_spec, parse_spec
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+# osquery 5's Linux schemas (specs/linux/process_events.table, socket_events.table in
+# osquery's source): name -> (type, hidden).
+OSQUERY_PROCESS_EVENTS = {
+    "pid": "BIGINT", "path": "TEXT", "mode": "TEXT", "cmdline": "TEXT",
+    "cmdline_size": "BIGINT*", "env": "TEXT*", "env_count": "BIGINT*", "env_size": "BIGINT*",
+    "cwd": "TEXT", "auid": "BIGINT", "uid": "BIGINT", "euid": "BIGINT", "gid": "BIGINT",
+    "egid": "BIGINT", "owner_uid": "BIGINT", "owner_gid": "BIGINT", "atime": "BIGINT",
+    "mtime": "BIGINT", "ctime": "BIGINT", "btime": "BIGINT", "overflows": "TEXT*",
+    "parent": "BIGINT", "time": "BIGINT", "uptime": "BIGINT", "eid": "TEXT*",
+    "fsuid": "BIGINT", "suid": "BIGINT", "fsgid": "BIGINT", "sgid": "BIGINT", "syscall": "TEXT",
+}  # fmt: skip
+OSQUERY_SOCKET_EVENTS = {
+    "action": "TEXT", "pid": "BIGINT", "path": "TEXT", "fd": "TEXT", "auid": "BIGINT",
+    "family": "INTEGER", "protocol": "INTEGER*", "local_address": "TEXT",
+    "remote_address": "TEXT", "local_port": "INTEGER", "remote_port": "INTEGER",
+    "socket": "TEXT*", "time": "BIGINT", "uptime": "BIGINT", "eid": "TEXT*",
+    "success": "INTEGER*", "status": "TEXT",
+}  # fmt: skip
+
+
+def test_all_specs_load():
+    names = [s.name for s in all_specs()]
+    assert names == ["audit_rules", "audit_status", "process_events", "socket_events"]
+
+
+@pytest.mark.parametrize(
+    ("table", "osquery"),
+    [("process_events", OSQUERY_PROCESS_EVENTS), ("socket_events", OSQUERY_SOCKET_EVENTS)],
+)
+def test_osquery_columns_types_and_hidden_flags(table, osquery):
+    spec = load_spec(table)
+    ours = {c.name: c.type + ("*" if c.hidden else "") for c in spec.columns}
+    assert {name: ours.get(name) for name in osquery} == osquery
+    assert spec.by_name["time"].options == ("additional",)
+    assert "event_based" in spec.attributes
+
+
+def test_routes_carry_real_options():
+    routes = load_spec("process_events").routes()
+    by_name = {r["name"]: r for r in routes if r["id"] == "column"}
+    assert by_name["time"]["op"] == "4"  # ADDITIONAL
+    assert by_name["eid"]["op"] == "17"  # HIDDEN | INDEX
+    assert by_name["pid"]["op"] == "9"  # INDEX | OPTIMIZED
+    assert by_name["cmdline"]["op"] == "0"
+    assert routes[-1] == {"id": "attributes", "attributes": "4"}  # EVENT_BASED
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "t"\n', "columns must be present"),
+        ('name = "t"\n[[columns]]\nname = "a"\ntype = "NUMBER"\n', "unknown type"),
+        (
+            'name = "t"\n[[columns]]\nname = "a"\ntype = "TEXT"\noptions = ["secret"]\n',
+            "unknown options",
+        ),
+        ('name = "t"\ncolour = 1\n[[columns]]\nname = "a"\ntype = "TEXT"\n', "unknown keys"),
+        (
+            'name = "t"\n[[columns]]\nname = "a"\ntype = "TEXT"\n[[columns]]\nname = "a"\ntype = "TEXT"\n',
+            "unique",
+        ),
+        ("name = \n", "spec"),
+    ],
+)
+def test_bad_specs_are_rejected(text, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(text, "spec")
+
+
+def test_readme_tables_follow_the_specs():
+    text = README.read_text()
+    block = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip("\n")
+    assert block == render_all(), (
+        "README is stale: python -m osquery_audit_ext.sdk.tabledocs README.md"
+    )
+
+
+def test_spec_types_and_bits_come_from_sdk_columns() -> None:
+    """The spec spellings and bits are derived from sdk/columns.py, unchanged."""
+    from osquery_audit_ext.sdk import columns, tablespec
+
+    assert tablespec.COLUMN_TYPES == (
+        "TEXT",
+        "INTEGER",
+        "BIGINT",
+        "UNSIGNED_BIGINT",
+        "DOUBLE",
+        "BLOB",
+    )
+    assert tablespec.WIRE_TYPES == {"UNSIGNED_BIGINT": "UNSIGNED BIGINT"}
+    assert tablespec.OPTION_BITS == {
+        "index": 1,
+        "required": 2,
+        "additional": 4,
+        "optimized": 8,
+        "hidden": 16,
+    }
+    assert columns.HIDDEN | columns.INDEX == 17
