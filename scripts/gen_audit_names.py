@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from generated import write_or_check  # this folder is on sys.path when run as a script
+
 OUT_DIR = Path(__file__).resolve().parent.parent / "osquery_audit_ext" / "audit" / "names"
 MSG_TYPE_RANGE = range(0, 1 << 16)  # nlmsg_type is a u16
 ERRNO_RANGE = range(1, 4096)  # 1..MAX_ERRNO
@@ -120,19 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if lib is None:
         print("libaudit.so.1 not found (Debian package libaudit1)", file=sys.stderr)
         return 2
-    stale = []
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in render(lib, audit_version()).items():
-        path = args.out / name
-        if path.exists() and path.read_text(encoding="ascii") == text:
-            continue
-        stale.append(name)
-        if not args.check:
-            path.write_text(text, encoding="ascii")
-    if args.check and stale:
-        print("stale audit name tables: " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    files = render(lib, audit_version())
+    return write_or_check(args.out, files, check=args.check, what="audit name tables")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from generated import write_or_check  # this folder is on sys.path when run as a script
+
 # libaudit's machine names that have a syscall table (ausyscall falls back to x86_64 for
 # names it does not know, so only these are asked for).
 MACHINES = ("x86_64", "i386", "aarch64", "armeb", "ppc", "ppc64", "ppc64le", "s390", "s390x")
@@ -66,20 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         print("ausyscall not found (Debian package auditd)", file=sys.stderr)
         return 2
     version = audit_version()
-    stale = []
-    args.out.mkdir(parents=True, exist_ok=True)
-    for machine in MACHINES:
-        text = render(machine, dump(machine), version)
-        path = args.out / f"{machine}.tsv"
-        if path.exists() and path.read_text() == text:
-            continue
-        stale.append(path.name)
-        if not args.check:
-            path.write_text(text)
-    if args.check and stale:
-        print("stale syscall tables: " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    files = {f"{machine}.tsv": render(machine, dump(machine), version) for machine in MACHINES}
+    return write_or_check(args.out, files, check=args.check, what="syscall tables")
 
 
 if __name__ == "__main__":
