@@ -12,17 +12,12 @@ import subprocess
 import time
 
 import pytest
+from helpers.kernel import audit_pid
 
-from osquery_audit_ext.audit.control import AuditControl
 from osquery_audit_ext.events.coalesce import Event
 from osquery_audit_ext.events.reader import AuditReader, ReaderSettings
 
 pytestmark = pytest.mark.kernel
-
-
-def audit_pid() -> int:
-    with AuditControl() as control:
-        return control.get_status().pid
 
 
 class Collector:
