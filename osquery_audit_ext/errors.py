@@ -35,3 +35,7 @@ class AuditLocked(AuditExtError):
 
 class AuditProtocolError(AuditExtError):
     """The kernel's reply was short, malformed or missing (timeout)."""
+
+
+class StateError(AuditExtError):
+    """The state directory cannot be created, read or written, or another instance owns it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pytest
@@ -21,6 +22,7 @@ from helpers.kernel import (
     run_auditctl,
 )
 
+from osquery_audit_ext.app.state import STATE_DIR_ENV
 from osquery_audit_ext.audit.control import AuditControl
 
 if TYPE_CHECKING:
@@ -102,6 +104,17 @@ def running_auditd(audit_enabled: None) -> Iterator[PrivateAuditd]:
     finally:
         auditd.cleanup()
     assert audit_pid() == 0
+
+
+@pytest.fixture(autouse=True)
+def private_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test (and every program it starts) keeps extension state in a fresh temporary
+    directory, never the default /var/lib/osquery-audit-ext."""
+    directory = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv(STATE_DIR_ENV, str(directory))
+    return directory
 
 
 @pytest.fixture(scope="session", autouse=True)

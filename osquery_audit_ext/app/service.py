@@ -21,6 +21,7 @@ from ..events.ring import EventRing
 from ..events.routing import EventRouter
 from .managed_rules import desired_rule_texts, encode_rule_texts, rule_keys
 from .settings import Settings
+from .state import StateDir
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class AuditService:
             drop_unix_key=None if settings.events.socket_unix else settings.key,
         )
         self.reader: AuditReader | None = None
+        self.state = StateDir(settings.state.directory())
         self._desired = encode_rule_texts(desired_rule_texts(settings))
         self._installed: list[bytes] = []  # rules we added, to remove on exit
         self._saved_control: dict[str, int] = {}  # settings we changed, with their old values
@@ -67,6 +69,7 @@ class AuditService:
                 return
             self._started = True
         try:
+            self.state.open()  # first: a second instance on the same dir stops here
             with AuditControl() as control:
                 self._apply_control(control)
             self.reader = AuditReader(self.settings.mode, self.settings.reader, self.route_events)
@@ -98,6 +101,7 @@ class AuditService:
                 self._restore_control(control)
         except AuditExtError as exc:
             log.error("could not restore audit settings: %s", exc)
+        self.state.close()
 
     def _apply_control(self, control: AuditControl) -> None:
         status = control.get_status()
@@ -176,4 +180,5 @@ class AuditService:
             "serial_gaps": coalescer.serial_gaps,
             "events_buffered": sum(len(r) for r in rings),
             "ring_capacity": sum(r.capacity for r in rings),
+            "state_dir": self.state.describe,
         }

@@ -15,6 +15,7 @@ from ..audit.control import SETTINGS, USER_SETTINGS
 from ..errors import ConfigError
 from ..events.reader import MODES, ReaderSettings  # [reader] is defined beside its reader
 from ..sdk._toml import toml
+from .state import StateSettings
 
 DEFAULT_CONFIG_PATH = "/etc/osquery/osquery_audit_ext.toml"
 CONFIG_ENV = "OSQUERY_AUDIT_EXT_CONFIG"
@@ -55,6 +56,7 @@ class Settings:
     ring: RingSettings = field(default_factory=RingSettings)
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     control: dict[str, int] = field(default_factory=dict)
+    state: StateSettings = field(default_factory=StateSettings)
     source: str = ""  # the file these settings came from, "" for built-in defaults
 
 
@@ -102,7 +104,17 @@ def _section(cls: type, data: Any, where: str) -> Any:
 def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
     """Build validated Settings from parsed TOML."""
     where = source or "config"
-    top_known = {"mode", "rules", "key", "persist_rules", "events", "ring", "reader", "control"}
+    top_known = {
+        "mode",
+        "rules",
+        "key",
+        "persist_rules",
+        "events",
+        "ring",
+        "reader",
+        "control",
+        "state",
+    }
     unknown = sorted(set(data) - top_known)
     if unknown:
         raise ConfigError(
@@ -141,6 +153,7 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
         ring=_section(RingSettings, data.get("ring", {}), f"{where}.ring"),
         reader=_section(ReaderSettings, data.get("reader", {}), f"{where}.reader"),
         control=dict(control),
+        state=_section(StateSettings, data.get("state", {}), f"{where}.state"),
         source=source,
     )
 

@@ -12,6 +12,7 @@ from helpers.kernel import run_auditctl
 from osquery_audit_ext.app.managed_rules import desired_rule_texts, encode_rule_texts
 from osquery_audit_ext.app.service import AuditService
 from osquery_audit_ext.app.settings import EventSettings, Settings
+from osquery_audit_ext.app.state import StateSettings
 from osquery_audit_ext.audit.rule.format import format_rule
 from osquery_audit_ext.audit.rule.parse import parse_rule
 from osquery_audit_ext.errors import ConfigError
@@ -81,16 +82,19 @@ def test_bad_config_rules_are_refused_before_the_kernel(rule, message):
         encode_rule_texts([rule])
 
 
-def test_restart_reuses_rules_and_leaves_others_alone(kernel_rw):
+def test_restart_reuses_rules_and_leaves_others_alone(kernel_rw, tmp_path):
     key = f"oaetest_managed_{os.getpid()}"
     foreign = f"-w /etc/hosts -p wa -k oaetest_foreign_{os.getpid()}"
     run_auditctl(*foreign.split())
+    settings = Settings(key=key)
+    first = AuditService(settings)
     try:
-        settings = Settings(key=key)
-        first = AuditService(settings)
         first.start()
-        # A second instance (an earlier run that died, then a restart) must not duplicate.
-        second = AuditService(replace(settings, persist_rules=True))
+        # A second instance (an earlier run that died, then a restart) must not duplicate;
+        # it has a state dir of its own, since the first one's is locked while it runs.
+        second = AuditService(
+            replace(settings, persist_rules=True, state=StateSettings(str(tmp_path)))
+        )
         second.start()
         second.stop()
         listing = run_auditctl("-l").splitlines()
@@ -100,6 +104,7 @@ def test_restart_reuses_rules_and_leaves_others_alone(kernel_rw):
         assert not any(key in line for line in listing)
         assert any(f"oaetest_foreign_{os.getpid()}" in line for line in listing)
     finally:
+        first.stop()
         run_auditctl("-W", "/etc/hosts", "-p", "wa", "-k", f"oaetest_foreign_{os.getpid()}")
 
 
