@@ -21,10 +21,10 @@ from osquery_audit_ext.audit.syscalls import MACHINE_AUDIT_ARCH, syscall_number
 GOLDEN = Path(__file__).parent / "golden" / "suggest"
 LOGS = sorted(GOLDEN.glob("*.strace"))
 MACHINE = "x86_64"  # the machine the logs were recorded on
-# Option sets with a golden each: NAME.rules, NAME.all.rules.
+# Option sets with a golden each: NAME.rules, NAME.all.rules (scoped to the log's program).
 VARIANTS = {
-    "": Options(),
-    ".all": Options(key="k", exe="/usr/bin/prog", auid="1000", budget=2000, all=True),
+    "": lambda log: Options(),
+    ".all": lambda log: Options(key="k", exe=log.program, auid="1000", budget=2000, all=True),
 }
 
 
@@ -46,7 +46,7 @@ def rule_lines(text: str) -> list[str]:
 @pytest.mark.parametrize("path", LOGS, ids=lambda p: p.stem)
 def test_golden_rules(path: Path, variant: str, request: pytest.FixtureRequest) -> None:
     """Each log's rules file as NAME[.variant].rules says; `--update-goldens` rewrites it."""
-    _, text = suggest(path, VARIANTS[variant])
+    _, text = suggest(path, VARIANTS[variant](load(path)))
     golden = GOLDEN / f"{path.stem}{variant}.rules"
     if request.config.getoption("update_goldens"):
         golden.write_text(text)
