@@ -309,6 +309,7 @@ class _Reader:
         for arg in call.args[:1]:
             if arg.startswith("AT_FDCWD<"):
                 process.cwd = fd_path(arg)
+                self._resolve_exe(process)
         if call.failed or call.result is None:
             return
         if call.name == "chdir" and call.args:
@@ -325,6 +326,18 @@ class _Reader:
             process.abi = None  # the new program's ABI shows in its next calls
         elif call.name in CLONES and call.result.isdigit() and int(call.result) > 0:
             self._inherit(process, self.process(int(call.result)))
+
+    def _resolve_exe(self, process: Process) -> None:
+        """A program started by a relative path before the log showed the working directory:
+        make it absolute now, for the calls already read too (no chdir came in between, or
+        the cwd would have been known)."""
+        relative = process.exe
+        if relative is None or relative.startswith("/") or process.cwd is None:
+            return
+        process.exe = self.absolute(process, relative)
+        for earlier in process.calls:
+            if earlier.exe == relative:
+                earlier.exe = process.exe
 
     @staticmethod
     def _inherit(parent: Process, child: Process) -> None:

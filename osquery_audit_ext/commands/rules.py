@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -278,7 +279,7 @@ def suggest(args: argparse.Namespace) -> int:
             path = args.save_log or Path(directory) / "strace.log"
             strace_command(cmd, path)
             log = read_log(path, machine)
-        source = " ".join(cmd)
+        source = shlex.join(cmd)
     exe = args.exe
     if exe == "":
         if log.program is None:

@@ -250,6 +250,7 @@ class Proposal:
     profile: list[ProfileRow]
     rules: list[Suggestion]
     unresolved_writes: int = 0
+    unwatchable: tuple[str, ...] = ()  # written paths a rules file line cannot hold
 
 
 def category_of(name: str) -> str:
@@ -318,6 +319,11 @@ def profile(log: StraceLog) -> list[ProfileRow]:
     return sorted(rows, key=lambda r: (-r.calls, r.name, r.abi))
 
 
+def printable(text: str) -> bool:
+    """Whether a rules file line can hold it: auditctl -R splits words on blanks."""
+    return text.isprintable() and not any(c.isspace() for c in text)
+
+
 def excluded(path: str, dirs: Iterable[str]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
@@ -333,6 +339,7 @@ class _Builder:
         self.calls = [
             c for c in log.calls if exe is None or (c.exe and options.resolve(c.exe) == exe)
         ]
+        self.unwatchable: set[str] = set()
 
     def scope(self) -> str:
         words = []
@@ -398,6 +405,8 @@ class _Builder:
             for path in changed_paths(call):
                 if path is None:
                     unresolved += 1
+                elif not printable(path):
+                    self.unwatchable.add(path)
                 elif not excluded(path, self.options.excluded_dirs):
                     touched[path].append(call)
         by_dir: dict[str, list[str]] = defaultdict(list)
@@ -430,8 +439,9 @@ class _Builder:
 
 def propose(log: StraceLog, options: Options) -> Proposal:
     """The profile and the rules for a log (RuleSyntaxError if a scoping value is bad)."""
-    rules, unresolved = _Builder(log, options).rules()
-    return Proposal(profile(log), rules, unresolved)
+    builder = _Builder(log, options)
+    rules, unresolved = builder.rules()
+    return Proposal(profile(log), rules, unresolved, tuple(sorted(builder.unwatchable)))
 
 
 def _rate(value: float | None) -> str:
@@ -442,6 +452,7 @@ def render(log: StraceLog, proposal: Proposal, options: Options, source: str) ->
     """The rules file: `#` header and profile, then each rule under its cost comment."""
     abis = f"{log.machine} (b64)" + (f", {log.compat_machine} (b32)" if log.compat_machine else "")
     duration = "no timestamps" if log.duration is None else f"{log.duration:.3f} s"
+    source = "".join(c if c.isprintable() else repr(c)[1:-1] for c in source)  # one line
     lines = [
         f"# osquery-audit-ext rules suggest: {source}",
         f"# {abis}; {log.processes} processes, {len(log.calls)} calls, {duration}"
@@ -472,6 +483,8 @@ def render(log: StraceLog, proposal: Proposal, options: Options, source: str) ->
             f"# {proposal.unresolved_writes} changed paths could not be resolved (relative "
             "paths without -y): trace with `strace -f -y`"
         )
+    for path in proposal.unwatchable:
+        lines.append(f"# not watched (blanks or control characters in the path): {path!r}")
     if not proposal.rules:
         lines.append("# no security-relevant calls seen: nothing to propose (--all for every syscall)")
     for rule in proposal.rules:
