@@ -246,7 +246,9 @@ class _Reader:
             return True
         resumed = RESUMED_RE.match(rest)
         if resumed:
-            head, started, started_nr = self.pending.pop(pid, (f"{resumed.group('name')}(", time, nr))
+            head, started, started_nr = self.pending.pop(
+                pid, (f"{resumed.group('name')}(", time, nr)
+            )
             return self._complete(pid, process, head + resumed.group("tail"), started, started_nr)
         if rest.endswith(UNFINISHED) and CALL_RE.match(rest):
             self._flush_pending(pid)

@@ -98,7 +98,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="scope every rule with -F exe=PATH (without PATH: the program CMD ran)",
     )
-    suggest.add_argument("--auid", metavar="UID", help="scope every rule with -F auid=UID (or user)")
+    suggest.add_argument(
+        "--auid", metavar="UID", help="scope every rule with -F auid=UID (or user)"
+    )
     suggest.add_argument(
         "--budget",
         type=float,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,9 +168,7 @@ def as_deletion(line: str) -> list[str]:
 def test_auditctl_and_rules_load_accept_every_suggested_rule(
     kernel_rw: None, workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = suggest(
-        capsys, "--key", KEY, "--all", "--", "sh", "-c", PROGRAM, "sh", str(workdir)
-    )
+    text = suggest(capsys, "--key", KEY, "--all", "--", "sh", "-c", PROGRAM, "sh", str(workdir))
     scoped = suggest(
         capsys, "--key", KEY, "--exe", "--auid", "0", "--", "sh", "-c", PROGRAM, "sh", str(workdir)
     )

@@ -121,7 +121,7 @@ DESCRIPTIONS = {category: text for category, text, _ in RULE_CATEGORIES}
 # Where the paths a call changes are: (dirfd argument or None, path argument), or ("fd", n).
 OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "openat2": 2}
 WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
-CHANGED_PATHS: dict[str, tuple[tuple[int | None | str, int], ...]] = {
+CHANGED_PATHS: dict[str, tuple[tuple[int | str | None, int], ...]] = {
     "open": ((None, 0),),
     "openat": ((0, 1),),
     "openat2": ((0, 1),),
@@ -431,9 +431,7 @@ class _Builder:
                 text = f"-w {path} -p wa -k {key}"
             events, records, rate, over = self.cost(unique)
             note = f"{len(by_dir[path])} files written in it" if kind == "dir" else ""
-            out.append(
-                Suggestion(self.canonical(text), "watch", events, records, rate, over, note)
-            )
+            out.append(Suggestion(self.canonical(text), "watch", events, records, rate, over, note))
         return out, unresolved
 
 
@@ -460,11 +458,13 @@ def render(log: StraceLog, proposal: Proposal, options: Options, source: str) ->
         "# load with `osquery-audit-ext rules load FILE` or `auditctl -R FILE`",
     ]
     if log.unparsed:
-        lineno, text = log.unparsed[0]
+        lineno, _ = log.unparsed[0]
         lines.append(f"# {len(log.unparsed)} log lines not understood, first line {lineno}")
     lines += ["#", "# profile: syscall, ABI, calls, failed, category"]
     for row in proposal.profile:
-        extra = f" ({row.writes} changing files)" if row.writes and row.category == "file-open" else ""
+        extra = (
+            f" ({row.writes} changing files)" if row.writes and row.category == "file-open" else ""
+        )
         if not row.known:
             extra += " (not in auditctl's table)"
         lines.append(
@@ -476,8 +476,11 @@ def render(log: StraceLog, proposal: Proposal, options: Options, source: str) ->
         f" budget {options.budget:g} records/s",
     ]
     if options.exe is not None or options.auid is not None:
-        lines.append("# scoped with" + (f" exe={options.exe}" if options.exe else "")
-                     + (f" auid={options.auid}" if options.auid else ""))
+        lines.append(
+            "# scoped with"
+            + (f" exe={options.exe}" if options.exe else "")
+            + (f" auid={options.auid}" if options.auid else "")
+        )
     if proposal.unresolved_writes:
         lines.append(
             f"# {proposal.unresolved_writes} changed paths could not be resolved (relative "
@@ -486,7 +489,9 @@ def render(log: StraceLog, proposal: Proposal, options: Options, source: str) ->
     for path in proposal.unwatchable:
         lines.append(f"# not watched (blanks or control characters in the path): {path!r}")
     if not proposal.rules:
-        lines.append("# no security-relevant calls seen: nothing to propose (--all for every syscall)")
+        lines.append(
+            "# no security-relevant calls seen: nothing to propose (--all for every syscall)"
+        )
     for rule in proposal.rules:
         what = f" ({DESCRIPTIONS[rule.category]})" if rule.category in DESCRIPTIONS else ""
         note = f"; {rule.note}" if rule.note else ""
