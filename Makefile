@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sysdeps run test test-states test-vm bench lint ext clean
+.PHONY: install sysdeps run test test-states test-vm bench lint ext deb clean
 
 install: $(STAMP)
 
@@ -63,5 +63,10 @@ lint: install
 ext: install
 	$(BIN)/python scripts/build_ext.py --output osquery_audit_ext.ext
 
+# osquery-audit-ext_<version>_all.deb (dpkg-deb, offline): that .ext for /usr/bin/python3 in
+# /usr/local/lib/osquery/, the commented default config as a conffile, extensions.load kept.
+deb: install
+	$(BIN)/python scripts/build_deb.py --output-dir .
+
 clean:
-	rm -rf $(VENV) build dist *.ext
+	rm -rf $(VENV) build dist *.ext *.deb
