@@ -168,3 +168,24 @@ def test_default_config_is_the_settings_defaults() -> None:
     top = {f.name for f in dataclasses.fields(Settings)} - {"source", "control"}
     assert top <= set(data)
     assert "[control]" in text and "backlog_limit" in text
+
+
+@needs_dpkg
+def test_with_fleets_agent_orbits_extensions_load_too(deb: Path, root: Path) -> None:
+    """Under fleetd, Orbit runs osqueryd with /opt/orbit/extensions.load."""
+    orbit = root / "opt/orbit/extensions.load"
+    orbit.parent.mkdir(parents=True)
+    orbit.write_text("/usr/local/bin/other.ext\n")
+    dpkg(root, "-i", str(deb))
+    assert orbit.read_text().splitlines() == ["/usr/local/bin/other.ext", EXT_LINE]
+    assert (root / "etc/osquery/extensions.load").read_text() == EXT_LINE + "\n"
+    dpkg(root, "-P", "osquery-audit-ext")
+    assert orbit.read_text() == "/usr/local/bin/other.ext\n"
+    assert not (root / "etc/osquery/extensions.load").exists()
+
+
+@needs_dpkg
+def test_without_fleets_agent_no_orbit_directory_is_made(deb: Path, root: Path) -> None:
+    dpkg(root, "-i", str(deb))
+    assert not (root / "opt").exists()
+    dpkg(root, "-P", "osquery-audit-ext")
