@@ -4,9 +4,14 @@ every suggested rule accepted by the real auditctl and by `rules load`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers.kernel import run_auditctl
@@ -16,6 +21,9 @@ from osquery_audit_ext.audit.control import AuditControl
 from osquery_audit_ext.audit.rule.codec import decode_rule
 from osquery_audit_ext.audit.rule.parse import split_rules_file_line
 from osquery_audit_ext.commands import rules as rules_command
+
+if TYPE_CHECKING:
+    from osquery_audit_ext.bench.auditd import PrivateAuditd
 
 KEY = "oaetest_suggest"
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,3 +207,82 @@ def test_auditctl_and_rules_load_accept_every_suggested_rule(
             assert run_auditctl("-l") == before
         finally:
             remove_ours()
+
+
+def suggested_costs(text: str) -> dict[str, tuple[int, int]]:
+    """Rule line -> (events, records) from the comment line above it."""
+    costs, last = {}, None
+    for line in text.splitlines():
+        found = re.match(r"# [^:]+: (\d+) events, ~(\d+) records", line)
+        if found:
+            last = (int(found.group(1)), int(found.group(2)))
+        elif split_rules_file_line(line):
+            assert last is not None, line
+            costs[line] = last
+    return costs
+
+
+def events_of_tree(lines: list[str], root_pid: int) -> dict[str, Counter[str]]:
+    """Record types per key of the events made by root_pid and its descendants."""
+    pids, keys, types = {str(root_pid)}, {}, {}
+    for line in lines:
+        serial = re.search(r"msg=audit\([\d.]+:(\d+)\)", line)
+        if serial is None:
+            continue
+        types.setdefault(serial.group(1), Counter())[line.split()[0][5:]] += 1
+        if line.startswith("type=SYSCALL"):
+            pid = re.search(r" pid=(\d+)", line).group(1)  # type: ignore[union-attr]
+            ppid = re.search(r" ppid=(\d+)", line).group(1)  # type: ignore[union-attr]
+            key = re.search(r' key="([^"]*)"', line)
+            if key and (pid in pids or ppid in pids):
+                pids.add(pid)
+                keys[serial.group(1)] = key.group(1)
+    out: dict[str, Counter[str]] = {}
+    for serial, key in keys.items():
+        out.setdefault(key, Counter()).update(types[serial])
+    return out
+
+
+@needs_strace
+@pytest.mark.kernel
+def test_the_kernel_makes_the_events_and_records_suggested(
+    kernel_rw: None,
+    running_auditd: PrivateAuditd,
+    workdir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Run the program again with the suggested syscall rules loaded: each rule's events are
+    the count suggested, and its records the estimate (auditd's log lacks the EOE records, one
+    an event; BPRM_FCAPS, written when root executes a program, is not in the estimate)."""
+    sh = shutil.which("sh") or "/bin/sh"
+    text = suggest(capsys, "--key", KEY, "--", sh, "-c", PROGRAM, "sh", str(workdir))
+    costs = {line: cost for line, cost in suggested_costs(text).items() if line.startswith("-a")}
+    assert sum(events for events, _ in costs.values()) >= 10
+    for path in workdir.iterdir():
+        path.unlink()  # the second run starts from the same state
+    rules = tmp_path / "syscall.rules"
+    rules.write_text("\n".join(costs) + "\n")  # watches overlap them: one key an event
+    try:
+        assert cli.main(["rules", "load", str(rules)]) == 0
+        proc = subprocess.Popen([sh, "-c", PROGRAM, "sh", str(workdir)])
+        assert proc.wait(timeout=60) == 3
+        expected = sum(events for events, _ in costs.values())
+        deadline = time.monotonic() + 10
+        while True:
+            seen = events_of_tree(running_auditd.log_lines(), proc.pid)
+            if sum(c["SYSCALL"] for c in seen.values()) >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        remove_ours()
+    by_key: dict[str, list[int]] = {}  # a category's b64 and b32 rules share its key
+    for line, (events, records) in costs.items():
+        total = by_key.setdefault(line.rsplit("key=", 1)[1], [0, 0])
+        total[0] += events
+        total[1] += records
+    assert set(seen) <= set(by_key)
+    for key, (events, records) in by_key.items():
+        got = seen.get(key, Counter())
+        assert got["SYSCALL"] == events, (key, got)
+        assert sum(got.values()) - got["BPRM_FCAPS"] + events == records, (key, got)

@@ -12,8 +12,9 @@ temporary directories get a write/attribute watch. Each rule is built by the rul
 
 Each rule carries the events it would have produced for the traced run (the calls it matches,
 exact for the log) and an estimate of the records (the kernel writes SYSCALL, PROCTITLE and
-EOE for every event, plus EXECVE, CWD, PATH and SOCKADDR records by call), and records/s over
-the run's duration: rules above the budget are flagged.
+EOE for every event, plus EXECVE, CWD, PATH and SOCKADDR records by call; not counted: the
+BPRM_FCAPS record of an exec by root), and records/s over the run's duration: rules above the
+budget are flagged.
 """
 
 from __future__ import annotations
@@ -462,9 +463,7 @@ def render(log: StraceLog, proposal: Proposal, options: Options, source: str) ->
         lines.append(f"# {len(log.unparsed)} log lines not understood, first line {lineno}")
     lines += ["#", "# profile: syscall, ABI, calls, failed, category"]
     for row in proposal.profile:
-        extra = (
-            f" ({row.writes} changing files)" if row.writes and row.category == "file-open" else ""
-        )
+        extra = f" ({row.writes} for writing)" if row.writes and row.category == "file-open" else ""
         if not row.known:
             extra += " (not in auditctl's table)"
         lines.append(
