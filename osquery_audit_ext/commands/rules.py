@@ -3,7 +3,7 @@
     rules list [-k KEY]                 like `auditctl -l [-k KEY]`
     rules add RULE...                   each RULE one quoted rule: "-w /etc/passwd -p wa -k identity"
     rules delete RULE...                the rule as added (-a/-A/-w) or as auditctl deletes it (-d/-W)
-    rules load FILE                     an audit.rules file: one rule per line, # comments
+    rules load [--check] FILE           an audit.rules file: one rule per line, # comments
     rules suggest [OPTIONS] -- CMD...   rules for what CMD does, from a run under `strace -f`
     rules suggest [OPTIONS] --from LOG  the same from a saved `strace -f` log
 
@@ -76,6 +76,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     delete.add_argument("rules", nargs="+", metavar="RULE", help="one rule per argument")
     load = actions.add_parser("load", help="apply an audit.rules file (-a, -A, -d, -w, -W lines)")
     load.add_argument("file", metavar="FILE", type=Path, help="one rule per line, # comments")
+    load.add_argument(
+        "--check",
+        action="store_true",
+        help="only parse the file (no kernel, no root): report bad lines, change nothing",
+    )
     suggest = actions.add_parser(
         "suggest",
         help="print rules for what a program does: run it under `strace -f` (or read a log)",
@@ -309,6 +314,9 @@ def run(args: argparse.Namespace) -> int:
         return suggest(args)
     if action == "load":
         commands = parse_file(args.file)
+        if args.check:
+            print(f"{args.file}: {len(commands)} rules, all valid")
+            return 0
     else:
         commands = parse_arguments(args.rules, deleting=action == "delete")
     apply(commands)

@@ -102,6 +102,8 @@ def test_a_real_program_under_strace(
     path = tmp_path / "suggested.rules"
     path.write_text(text)
     assert len(rules_command.parse_file(path)) == len(lines)
+    assert cli.main(["rules", "load", "--check", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: {len(lines)} rules, all valid\n"
 
 
 @needs_strace
