@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from osquery_audit_ext.audit.rule.parse import parse_rule, split_rules_file_line
 from osquery_audit_ext.audit.rule.suggest import (
@@ -16,7 +18,7 @@ from osquery_audit_ext.audit.rule.suggest import (
     render,
 )
 from osquery_audit_ext.audit.strace_log import StraceLog, read_strace_log
-from osquery_audit_ext.audit.syscalls import MACHINE_AUDIT_ARCH, syscall_number
+from osquery_audit_ext.audit.syscalls import MACHINE_AUDIT_ARCH, syscall_number, syscall_table
 
 GOLDEN = Path(__file__).parent / "golden" / "suggest"
 LOGS = sorted(GOLDEN.glob("*.strace"))
@@ -151,3 +153,44 @@ def test_all_proposes_a_rule_for_every_syscall_seen() -> None:
     text = "\n".join(r.text for r in rules)
     for call in log.calls:
         assert call.audit_name in text
+
+
+X86_64 = sorted(syscall_table("x86_64").items())
+I386 = sorted(syscall_table("i386").items())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 10_000), st.booleans(), st.integers(1, 3)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_any_log_gives_rules_that_parse_and_count_every_call(
+    calls: list[tuple[bool, int, bool, int]],
+) -> None:
+    """Whatever calls a log holds (by number, either ABI, failed or not, several processes):
+    every rule parses, each ABI's category rule counts exactly that ABI's calls of its
+    category, and --all gives every call a rule."""
+    lines = []
+    for compat, pick, failed, pid in calls:
+        table = I386 if compat else X86_64
+        nr, name = table[pick % len(table)]
+        result = "-1 EPERM (Operation not permitted)" if failed else "0"
+        lines.append(f"{pid} 1700000000.{len(lines):06d} [{nr:4d}] {name}(0) = {result}")
+    log = read_strace_log(lines, MACHINE)
+    assert len(log.calls) == len(calls)
+    for every in (False, True):
+        proposal = propose(log, Options(all=every, budget=1e12))
+        for rule in proposal.rules:
+            parse_rule(rule.text, machine=MACHINE)
+            assert not rule.over_budget
+        for category, _, names in RULE_CATEGORIES:
+            for abi in ("b64", "b32"):
+                wanted = sum(1 for c in log.calls if c.abi == abi and c.audit_name in names)
+                got = [r for r in proposal.rules if r.category == category and abi in r.text]
+                assert sum(r.events for r in got) == wanted
+        if every:
+            text = "\n".join(r.text for r in proposal.rules)
+            assert all(c.audit_name in text for c in log.calls if c.audit_name)
