@@ -256,6 +256,11 @@ class _Reader:
             return True
         return self._complete(pid, process, rest, time, nr)
 
+    def finish(self) -> None:
+        """The end of the log: calls still waiting for their return are calls too."""
+        for pid in list(self.pending):
+            self._flush_pending(pid)
+
     def _flush_pending(self, pid: int) -> None:
         """A call that never returned (the process exited or was killed in it)."""
         if pid in self.pending:
@@ -384,8 +389,7 @@ def read_strace_log(lines: Iterable[str], machine: str, source: str = "strace lo
             reader.last_time = time
         if not reader.line(pid, time, nr, match.group("rest")):
             unparsed.append((lineno, text))
-    for pid in list(reader.pending):
-        reader._flush_pending(pid)
+    reader.finish()
     if not reader.calls:
         first = f" (line {unparsed[0][0]}: {unparsed[0][1][:80]!r})" if unparsed else ""
         raise ConfigError(f"{source}: no system calls found: not a `strace -f` log{first}")

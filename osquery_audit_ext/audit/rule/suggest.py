@@ -310,12 +310,9 @@ def profile(log: StraceLog) -> list[ProfileRow]:
         written[key] += writes(call)
         known[key] = call.audit_name is not None
     rows = [
-        ProfileRow(name, abi, count, failed[(name, abi)], category_of(name), known[(name, abi)])
-        for (name, abi), count in calls.items()
-    ]
-    rows = [
-        ProfileRow(r.name, r.abi, r.calls, r.failed, r.category, r.known, written[(r.name, r.abi)])
-        for r in rows
+        ProfileRow(name, abi, count, failed[key], category_of(name), known[key], written[key])
+        for key, count in calls.items()
+        for name, abi in [key]
     ]
     return sorted(rows, key=lambda r: (-r.calls, r.name, r.abi))
 
@@ -336,6 +333,9 @@ class _Builder:
         self.abis = [("b64", log.machine)]
         if log.compat_machine is not None:
             self.abis.append(("b32", log.compat_machine))
+        for name, value in (("exe", options.exe), ("auid", options.auid)):
+            if value is not None and not printable(value):
+                raise RuleSyntaxError(f"{name} {value!r}: blanks cannot stand in a rules file")
         exe = None if options.exe is None else options.resolve(options.exe)
         self.calls = [
             c for c in log.calls if exe is None or (c.exe and options.resolve(c.exe) == exe)

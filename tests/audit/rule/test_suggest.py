@@ -19,6 +19,7 @@ from osquery_audit_ext.audit.rule.suggest import (
 )
 from osquery_audit_ext.audit.strace_log import StraceLog, read_strace_log
 from osquery_audit_ext.audit.syscalls import MACHINE_AUDIT_ARCH, syscall_number, syscall_table
+from osquery_audit_ext.errors import RuleSyntaxError
 
 GOLDEN = Path(__file__).parent / "golden" / "suggest"
 LOGS = sorted(GOLDEN.glob("*.strace"))
@@ -194,3 +195,11 @@ def test_any_log_gives_rules_that_parse_and_count_every_call(
         if every:
             text = "\n".join(r.text for r in proposal.rules)
             assert all(c.audit_name in text for c in log.calls if c.audit_name)
+
+
+def test_scoping_values_a_rules_file_cannot_hold_are_refused() -> None:
+    log = load(GOLDEN / "net.strace")
+    with pytest.raises(RuleSyntaxError, match="exe '/opt/my prog': blanks cannot stand"):
+        propose(log, Options(exe="/opt/my prog"))
+    with pytest.raises(RuleSyntaxError, match="-F auid=nosuchuser_oaetest"):
+        propose(log, Options(auid="nosuchuser_oaetest"))
