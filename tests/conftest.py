@@ -34,8 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--update-goldens",
         action="store_true",
         default=False,
-        help="rewrite the golden rows (tests/events/golden/*.rows.json) from the current code "
-        "instead of comparing with them; review the diff before committing",
+        help="rewrite the golden files (tests/events/golden/*.rows.json, "
+        "tests/audit/rule/golden/suggest/*.rules) from the current code instead of comparing "
+        "with them; review the diff before committing",
     )
 
 
