@@ -161,7 +161,7 @@ def test_default_config_is_the_settings_defaults() -> None:
     )
     data = toml.loads(uncommented)
     assert dataclasses.replace(settings_from_dict(data), source="") == Settings()
-    for section in ("events", "ring", "reader"):
+    for section in ("events", "ring", "reader", "state"):
         defaults = getattr(Settings(), section)
         assert set(data[section]) == {f.name for f in dataclasses.fields(defaults)}, section
         assert data[section] == dataclasses.asdict(defaults)
