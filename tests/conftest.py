@@ -41,6 +41,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test that takes the kernel fixture (directly or through kernel_rw, audit_enabled,
+    # running_auditd, auditctl) is a kernel test, so -m "not kernel" leaves it out too.
+    for item in items:
+        if "kernel" in getattr(item, "fixturenames", ()) and "kernel" not in item.keywords:
+            item.add_marker(pytest.mark.kernel)
     reason = kernel_audit_available()
     if reason is None:
         return
