@@ -257,6 +257,7 @@ def ring_bench(
     tables = [
         EventTable(name, ring, service.router.builder(name))
         for name, ring in service.router.rings().items()
+        if name in measured
     ]
     for table in tables:
         core.add_table(table)
