@@ -110,7 +110,7 @@ def _section(cls: type, data: Any, where: str) -> Any:
 def _file_paths(data: Any, where: str) -> dict[str, tuple[str, ...]]:
     """[file_paths]: each category a list of absolute globs."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table of category = [globs]")
+        raise ConfigError(f"{where}: expected a table: category = list of globs")
     out = {}
     for category, globs in data.items():
         if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
@@ -166,7 +166,7 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
     events = _section(EventSettings, data.get("events", {}), f"{where}.events")
     file_paths = _file_paths(data.get("file_paths", {}), f"{where}.file_paths")
     if events.fim and not any(file_paths.values()):
-        raise ConfigError(f"{where}.events.fim: [file_paths] names no paths to watch")
+        raise ConfigError(f"{where}.events.fim: file_paths names no paths to watch")
     return Settings(
         mode=mode,
         rules=tuple(rules),
