@@ -242,7 +242,10 @@ class EventRouter:
         if self._file_ring is not None and not has_row and AUDIT_PATH in types:
             row = file_row(event, boot, self.file_paths, accesses=self.fim_accesses)
             if row is not None:
-                self._file_ring.append(event.sec, row["pid"], (types, tuple(event.payloads)))
+                # kept compressed, as process events: a file event is ~1.2 KB of text
+                self._file_ring.append(
+                    event.sec, row["pid"], (types, pack_payloads(event.payloads))
+                )
 
     def classify(self, event: Event) -> tuple[str, int | None] | None:
         """(table, pid) of the row the event gives, or None when it gives none."""
