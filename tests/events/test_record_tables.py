@@ -256,10 +256,8 @@ def test_selinux_and_apparmor_routing() -> None:
     assert (apparmor[3]["comm"], apparmor[3]["profile"]) == ("my app", "/opt/my app")
     assert apparmor[1]["capability"] == 21 and apparmor[1]["capname"] == "sys_admin"
     # An AVC with apparmor= is not an SELinux row, and the reverse.
-    assert [
-        selinux_row(stored_event(((e.types[0],), (e.payloads[0],))), BOOT)
-        for e in golden_events("apparmor")
-    ][0] is None
+    first = golden_events("apparmor")[0]
+    assert selinux_row(stored_event(((first.types[0],), (first.payloads[0],))), BOOT) is None
 
 
 def test_tables_turned_off_get_nothing() -> None:
