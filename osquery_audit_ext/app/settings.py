@@ -28,7 +28,7 @@ CONTROL_RANGES: dict[str, tuple[int, int]] = {
 
 @dataclass(frozen=True)
 class EventSettings:
-    """Which rule sets the extension installs (osquery's audit_allow_* flags)."""
+    """Which tables are filled and which rule sets installed (osquery's audit_allow_* flags)."""
 
     process: bool = True  # audit_allow_process_events: execve, execveat
     process_fork: bool = False  # audit_allow_fork_process_events: fork, vfork, clone
