@@ -9,6 +9,8 @@ import json
 import pytest
 from helpers.goldens import RECORDS_GOLDEN as GOLDEN
 from helpers.goldens import events_of, read_log
+from hypothesis import given
+from hypothesis import strategies as st
 
 from osquery_audit_ext.events.coalesce import Event
 from osquery_audit_ext.events.file_rows import FilePaths, file_row, glob_base, glob_regex
@@ -138,6 +140,27 @@ def test_globs(glob: str, matches: list[str], misses: list[str]) -> None:
     regex = glob_regex(glob)
     assert all(regex.fullmatch(p) for p in matches)
     assert not any(regex.fullmatch(p) for p in misses)
+
+
+component = st.text(alphabet="ab.%*-_ +()[]?x", min_size=1, max_size=4).filter(
+    lambda c: "%" not in c and "*" not in c and c not in (".", "..")
+)
+
+
+@given(st.lists(component, min_size=1, max_size=5), st.data())
+def test_globs_match_component_by_component(parts: list[str], data: st.DataObject) -> None:
+    """% stands for exactly one component (any text without /), %% for one or more; every
+    other character matches itself (regex characters included)."""
+    path = "/" + "/".join(parts)
+    index = data.draw(st.integers(0, len(parts) - 1))
+    one = [*parts[:index], "%", *parts[index + 1 :]]
+    assert glob_regex("/" + "/".join(one)).fullmatch(path)
+    tail = [*parts[:index], "%%"]
+    assert glob_regex("/" + "/".join(tail)).fullmatch(path)
+    other = data.draw(component.filter(lambda c: c != parts[index]))
+    changed = [*parts[:index], other, *parts[index + 1 :]]
+    assert not glob_regex("/" + "/".join(changed)).fullmatch(path)
+    assert not glob_regex("/" + "/".join([*parts, "%"])).fullmatch(path)
 
 
 def test_glob_bases_are_the_trees_to_watch() -> None:
