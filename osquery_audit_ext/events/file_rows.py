@@ -20,9 +20,13 @@ setxattr, removexattr, utime.
 Paths come from the event's PATH records by their nametype (the kernel's item order differs
 per call): the created (CREATE), removed (DELETE) or used (NORMAL) name. A relative name is
 made absolute with the CWD record when the call resolved it against the working directory
-(no dirfd, or AT_FDCWD); a name relative to another directory fd cannot be resolved from the
-records (the kernel even logs the cwd as its parent), so that event gives no row. Paths are
-normalized lexically (no file system access: the file may be gone already).
+(no dirfd, or AT_FDCWD). A name relative to another directory fd (`unlinkat(dirfd, "f")`,
+as `rm -r` does) cannot be resolved from the records (the kernel even logs the cwd as its
+parent): when the event arrives, `dirfd_paths_from_proc` reads the directory behind the fd
+from /proc/PID/fd while the process most likely still holds it, and keeps it only when its
+device and inode are those of the event's PARENT record; otherwise the path stays
+unresolved (`partial`) and matches no glob. Paths are normalized lexically (no file system
+access: the file may be gone already).
 
 Glob syntax (osquery's): `%` matches within one path component, `%%` any number of them;
 `/etc/%%` is everything below /etc, `/home/%/.ssh/%` the files in each user's .ssh.
@@ -189,11 +193,17 @@ def _open_flags(event: Event, name: str, syscall: Record) -> int | None:
 
 
 def file_row(
-    event: Event, boot_time: float, file_paths: FilePaths, *, accesses: bool = False
+    event: Event,
+    boot_time: float,
+    file_paths: FilePaths,
+    *,
+    accesses: bool = False,
+    dirfd_paths: Mapping[int, bytes] | None = None,
 ) -> dict | None:
     """The process_file_events row of a successful file call on a watched path, else None.
 
-    `accesses` keeps read-only opens (osquery's audit_fim_show_accesses)."""
+    `accesses` keeps read-only opens (osquery's audit_fim_show_accesses); `dirfd_paths`
+    gives the directories of dirfds (from dirfd_paths_from_proc) for names relative to one."""
     call = _syscall(event)
     if call is None:
         return None
@@ -219,9 +229,10 @@ def file_row(
             dirfd = AT_FDCWD
             if register is not None:
                 dirfd = _dirfd(syscall.hexint(f"a{register}"))
-            if dirfd != AT_FDCWD or not cwd:
+            base = cwd if dirfd == AT_FDCWD else (dirfd_paths or {}).get(dirfd)
+            if not base:
                 return name, False
-            name = cwd.rstrip(b"/") + b"/" + name
+            name = base.rstrip(b"/") + b"/" + name
         return os.path.normpath(name), True
 
     operation = how.operation
@@ -288,3 +299,45 @@ def file_row(
 
 
 _ID_COLUMNS = ("uid", "gid", "auid", "euid", "egid", "fsuid", "fsgid", "suid", "sgid")
+
+
+def _device_inode(record: Record) -> tuple[int, int, int] | None:
+    """(major, minor, inode) of a PATH record (dev=fe:01 is hex major:minor)."""
+    major, _, minor = (record.raw("dev") or "").partition(":")
+    inode = record.decimal("inode")
+    try:
+        return int(major, 16), int(minor, 16), inode  # type: ignore[return-value]
+    except ValueError:
+        return None
+
+
+def dirfd_paths_from_proc(event: Event, proc: str = "/proc") -> dict[int, bytes]:
+    """At arrival, best effort: the directories behind the dirfds an event's names are
+    relative to, from /proc/PID/fd/N, each kept only when its device and inode are those of
+    one of the event's PARENT records (so a closed or reused fd is never taken)."""
+    call = _syscall(event)
+    how = FILE_CALLS.get(call.name) if call is not None else None
+    if call is None or how is None or call.record.raw("success") != "yes":
+        return {}
+    parents = {
+        found
+        for record in event.all(AUDIT_PATH)
+        if record.raw("nametype") == "PARENT" and (found := _device_inode(record)) is not None
+    }
+    pid = call.record.decimal("pid")
+    out: dict[int, bytes] = {}
+    for register in (how.dirfd, how.dest_dirfd):
+        if register is None or not parents or pid is None:
+            continue
+        dirfd = _dirfd(call.record.hexint(f"a{register}"))
+        if dirfd is None or dirfd < 0 or dirfd in out:
+            continue
+        link = f"{proc}/{pid}/fd/{dirfd}"
+        try:
+            target = os.readlink(link)
+            found = os.stat(link)
+        except OSError:
+            continue
+        if (os.major(found.st_dev), os.minor(found.st_dev), found.st_ino) in parents:
+            out[dirfd] = os.fsencode(target)
+    return out

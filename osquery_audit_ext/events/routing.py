@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..audit.consts import AF_UNIX, AUDIT_PATH, AUDIT_SECCOMP, AUDIT_SOCKADDR, AUDIT_SYSCALL
 from .coalesce import Event
-from .file_rows import PROCESS_FILE_EVENTS, FilePaths, file_row
+from .file_rows import PROCESS_FILE_EVENTS, FilePaths, dirfd_paths_from_proc, file_row
 from .mac_rows import (
     APPARMOR_EVENTS,
     SECCOMP_EVENTS,
@@ -184,12 +184,16 @@ class EventRouter:
     def builder(self, table: str) -> Callable[[object], dict | None]:
         """The function that turns one of `table`'s items back into its row."""
         if table == PROCESS_FILE_EVENTS:
-            file_paths, accesses = self.file_paths, self.fim_accesses
+            file_paths, accesses, boot_time = self.file_paths, self.fim_accesses, self.boot_time
 
-            def build(event: Event, boot: float) -> dict | None:
-                return file_row(event, boot, file_paths, accesses=accesses)
+            def build_file_row(item: object) -> dict | None:
+                # (types, payloads[, the dirfd directories found at arrival])
+                dirs = dict(item[2]) if len(item) > 2 else None  # type: ignore[arg-type]
+                event = stored_event(item[:2])  # type: ignore[index]
+                return file_row(event, boot_time, file_paths, accesses=accesses, dirfd_paths=dirs)
 
-        elif table in RECORD_ROWS:
+            return build_file_row
+        if table in RECORD_ROWS:
             build = RECORD_ROWS[table]
         else:
             build = process_row if table == PROCESS_EVENTS else socket_row
@@ -241,11 +245,20 @@ class EventRouter:
                     ring.append(event.sec, row.get("pid"), ((record_type,), (payload,)))
         if self._file_ring is not None and not has_row and AUDIT_PATH in types:
             row = file_row(event, boot, self.file_paths, accesses=self.fim_accesses)
+            dirs = None
+            if row is None or row["partial"] == "true":
+                # A name relative to a directory fd: look at the fd now, while the process
+                # most likely still holds it (the row is rebuilt from what is kept).
+                dirs = dirfd_paths_from_proc(event)
+                if dirs:
+                    row = file_row(
+                        event, boot, self.file_paths, accesses=self.fim_accesses, dirfd_paths=dirs
+                    )
             if row is not None:
                 # kept compressed, as process events: a file event is ~1.2 KB of text
-                self._file_ring.append(
-                    event.sec, row["pid"], (types, pack_payloads(event.payloads))
-                )
+                packed = pack_payloads(event.payloads)
+                item = (types, packed, tuple(dirs.items())) if dirs else (types, packed)
+                self._file_ring.append(event.sec, row["pid"], item)
 
     def classify(self, event: Event) -> tuple[str, int | None] | None:
         """(table, pid) of the row the event gives, or None when it gives none."""

@@ -404,7 +404,7 @@ def test_seccomp_log_gives_a_row(quiet_service, tmp_path):
 
 
 FILE_SCRIPT = """
-import os, sys
+import os, sys, time
 root = sys.argv[1]
 os.chdir(root + "/watched")
 os.mkdir("docs")                                   # the glob's own directory: no row
@@ -423,6 +423,12 @@ with open(root + "/outside/x.conf", "w") as f:     # outside the watched tree
 with open("docs/sub/g.txt") as f:                  # a read: no row without fim_accesses
     f.read()
 os.unlink("docs/sub/g.txt")                        # unlink
+with open("docs/sub/h.txt", "w") as f:             # open+truncate
+    f.write("z")
+dfd = os.open("docs/sub", os.O_RDONLY | os.O_DIRECTORY)
+os.unlink("h.txt", dir_fd=dfd)                     # unlinkat relative to a dir fd, as rm -r
+time.sleep(1.0)                                    # ... still holding the fd, as rm -r does
+os.close(dfd)
 """
 
 
@@ -444,7 +450,7 @@ def test_file_operations_under_a_watched_tree(kernel_rw, tmp_path):
         assert proc.wait() == 0
         rows = wait_rows(service, "process_file_events", [proc.pid], lambda r: True)
         deadline = time.monotonic() + 10
-        while len(rows) < 6 and time.monotonic() < deadline:
+        while len(rows) < 8 and time.monotonic() < deadline:
             time.sleep(0.2)
             rows = table_rows(service, "process_file_events", {proc.pid})
     finally:
@@ -457,6 +463,8 @@ def test_file_operations_under_a_watched_tree(kernel_rw, tmp_path):
         ("rename", f"{sub}/f.txt", f"{sub}/g.txt", "docs"),
         ("open+truncate", f"{watched}/app.conf", "", "conf"),
         ("unlink", f"{sub}/g.txt", "", "docs"),
+        ("open+truncate", f"{sub}/h.txt", "", "docs"),
+        ("unlink", f"{sub}/h.txt", "", "docs"),  # its dir fd read from /proc at arrival
     ]
     assert all(r["partial"] == "false" and r["executable"] for r in rows)
     assert all(r["cwd"] == str(watched) and r["uid"] == str(os.getuid()) for r in rows)

@@ -213,6 +213,54 @@ def test_files_outside_the_globs_give_no_row() -> None:
     ]
 
 
+def test_dirfd_names_resolve_from_proc_only_when_the_inode_agrees(tmp_path) -> None:
+    """unlinkat(dirfd, "f") as rm -r calls it: the kernel logs the cwd as the parent's name
+    but the real parent's inode; the dir fd, read from /proc/PID/fd (here our own process
+    and a real fd), is taken only when its device and inode are the PARENT record's."""
+    import os
+
+    from osquery_audit_ext.events.file_rows import dirfd_paths_from_proc
+
+    (tmp_path / "d").mkdir()
+    dirfd = os.open(tmp_path / "d", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        st = os.stat(tmp_path / "d")
+        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+
+        def unlinkat(inode: int) -> Event:
+            head = "audit(1796134590.000:1): "
+            lines = [
+                f"1300 {head}arch=c000003e syscall=263 success=yes exit=0 a0={dirfd:x} a1=1 "
+                f"a2=0 a3=0 items=2 ppid=1 pid={os.getpid()} auid=0 uid=0 gid=0 euid=0 "
+                f'suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=1 comm="rm" exe="/bin/rm"',
+                f'1307 {head}cwd="/"',
+                f'1302 {head}item=0 name="/" inode={inode} dev={dev} mode=040755 nametype=PARENT',
+                f'1302 {head}item=1 name="f" inode=99 dev={dev} mode=0100644 nametype=DELETE',
+                f"1320 {head}",
+            ]
+            (done,) = events_of(read_log_lines(lines))
+            return done
+
+        paths = FilePaths({"t": [f"{tmp_path}/%%"]})
+        right = unlinkat(st.st_ino)
+        assert file_row(right, BOOT, paths) is None  # not resolvable from the records alone
+        dirs = dirfd_paths_from_proc(right)
+        assert dirs == {dirfd: os.fsencode(tmp_path / "d")}
+        row = file_row(right, BOOT, paths, dirfd_paths=dirs)
+        assert row is not None and (row["operation"], row["path"], row["partial"]) == (
+            "unlink",
+            f"{tmp_path}/d/f",
+            "false",
+        )
+        assert dirfd_paths_from_proc(unlinkat(st.st_ino + 1)) == {}  # another directory
+    finally:
+        os.close(dirfd)
+
+
+def read_log_lines(lines: list[str]) -> list[tuple[int, bytes]]:
+    return [(int(t), body.encode()) for t, _, body in (line.partition(" ") for line in lines)]
+
+
 def test_relative_paths_resolve_with_cwd_and_ids_stay_text() -> None:
     rows = [file_row(e, BOOT, FilePaths(FILE_PATHS)) for e in golden_events("file")]
     row = next(r for r in rows if r and r["operation"] == "mkdir")
