@@ -46,12 +46,19 @@ def _type_names() -> dict[int, str]:
     return message_types()
 
 
+def _valid(text: str | None) -> str | None:
+    """Message text as valid UTF-8 (bytes that are not are written as \\xNN)."""
+    if text is None or text.isascii():
+        return text
+    return display_text(text.encode("utf-8", "surrogateescape"))
+
+
 def _plain(raw: str | None) -> str | None:
     """A word of the message text as written (hostname=?, addr=, terminal=, res=): quotes
     removed when present, ? kept as osquery keeps it."""
     if raw is None:
         return None
-    return raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+    return _valid(raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw)
 
 
 def _untrusted(raw: str | None) -> str | None:
@@ -79,7 +86,7 @@ def user_row(event: Event, boot_time: float) -> dict | None:
         "uid": parse_ident(fields.get("uid")),
         "auid": parse_ident(fields.get("auid")),
         "pid": parse_decimal(fields.get("pid")),
-        "message": first or None,
+        "message": _valid(first) or None,
         "type": record.type,
         "path": _untrusted(inner.get("exe")),
         "address": _plain(inner.get("addr")),
@@ -87,7 +94,7 @@ def user_row(event: Event, boot_time: float) -> dict | None:
         "time": event.sec,
         "uptime": _uptime(event, boot_time),
         "type_name": _type_names().get(record.type, str(record.type)),
-        "msg": msg,
+        "msg": _valid(msg),
         "acct": _untrusted(inner.get("acct")),
         "res": _plain(inner.get("res")),
         "ses": parse_ident(fields.get("ses")),

@@ -122,6 +122,21 @@ def test_user_types_beyond_osquery_and_not_user_ones() -> None:
     assert failed and failed[0]["acct"] == "my use"  # hex-encoded account decoded
 
 
+def test_user_message_text_is_valid_utf8() -> None:
+    payload = (
+        b"audit(1796135005.000:99405): pid=1 uid=0 auid=0 ses=1 "
+        b'msg=\'op=caf\xe9 acct="x" exe="/bin/x" hostname=h\xff addr=? terminal=? res=success\''
+    )
+    (event,) = events_of([(1100, payload)])
+    row = user_row(event, BOOT)
+    assert row is not None
+    assert (row["message"], row["hostname"]) == ("op=caf\\xe9", "h\\xff")
+    assert row["msg"].startswith("op=caf\\xe9 ")
+    for value in row.values():
+        if isinstance(value, str):
+            value.encode("utf-8")
+
+
 # -- process_file_events ---------------------------------------------------------------
 
 
