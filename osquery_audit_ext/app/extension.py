@@ -35,7 +35,7 @@ def audit_tables(service: AuditService) -> list[Table]:
         AuditStatusTable(service.status_stats),
         *(
             EventTable(name, ring, service.router.builder(name))
-            for name, ring in service.router.rings().items()
+            for name, ring in {**service.other_rings, **service.router.rings()}.items()
         ),
     ]
 

@@ -8,13 +8,19 @@ and reconcilable after a crash. On x86_64 each syscall rule is installed for b64
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import platform
+import shlex
 
 from ..audit.rule.codec import decode_rule, encode_rule
 from ..audit.rule.parse import parse_rule
 from ..audit.syscalls import syscall_number
 from ..errors import AuditExtError, ConfigError
+from ..events.file_rows import FilePaths
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 # The ABIs whose syscalls we audit per machine, native first, with the syscall table
 # that resolves names for each.
@@ -68,8 +74,43 @@ def user_rule_texts(settings: Settings) -> list[str]:
     return [f"{text.strip()} -k {settings.key}" for text in settings.rules if text.strip()]
 
 
+def watched_path(base: str) -> str | None:
+    """What a watch rule can name for a glob's base: the base when it exists, else its
+    nearest existing directory (a watched directory covers what is created in it later);
+    None when only / exists above it (a watch on / would audit the whole file system)."""
+    path = base
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path or parent == "/":
+            return None
+        path = parent
+    return path
+
+
+def file_rule_texts(settings: Settings) -> list[str]:
+    """process_file_events: one watch rule per watched tree, not osquery's rule auditing
+    every read and write of the system. Perms w and a (writes, attribute changes), r too
+    with fim_accesses; the kernel matches every ABI, and openat2 by its open_how flags."""
+    events = settings.events
+    if not events.fim:
+        return []
+    perms = "rwa" if events.fim_accesses else "wa"
+    rules = []
+    for base in FilePaths(settings.file_paths).bases():
+        path = watched_path(base)
+        if path is None:
+            log.warning("file_paths: nothing of %s exists: not watched", base)
+            continue
+        rules.append(f"-w {shlex.quote(path)} -p {perms} -k {settings.key}")
+    return sorted(set(rules), key=rules.index)
+
+
 def desired_rule_texts(settings: Settings, machine: str | None = None) -> list[str]:
-    return syscall_rule_texts(settings, machine) + user_rule_texts(settings)
+    return (
+        syscall_rule_texts(settings, machine)
+        + file_rule_texts(settings)
+        + user_rule_texts(settings)
+    )
 
 
 def rule_keys(data: bytes) -> list[str]:

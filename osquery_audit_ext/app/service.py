@@ -16,9 +16,10 @@ from ..audit.control import AuditControl
 from ..audit.rule.codec import canonical_rule_data
 from ..errors import AuditExtError
 from ..events.coalesce import Event
+from ..events.file_rows import FilePaths
 from ..events.reader import AuditReader
 from ..events.ring import EventRing
-from ..events.routing import EventRouter
+from ..events.routing import OTHER_TABLE_SWITCHES, EventRouter, other_tables
 from .managed_rules import desired_rule_texts, encode_rule_texts, rule_keys
 from .settings import Settings
 from .state import StateDir
@@ -39,6 +40,12 @@ class AuditService:
         ring = settings.ring
         self.process_ring = EventRing(ring.capacity, ring.expiry)
         self.socket_ring = EventRing(ring.capacity, ring.expiry)
+        # One ring per other table (user_events, process_file_events, ...); a table turned
+        # off keeps its empty ring, so queries and packs naming it still run (as in osquery).
+        self.other_rings = {
+            name: EventRing(ring.capacity, ring.expiry) for name in OTHER_TABLE_SWITCHES
+        }
+        enabled = other_tables(vars(settings.events))
         # accept on AF_UNIX cannot be filtered by the kernel rule: drop such rows, but only
         # when our rule alone produced them.
         self.router = EventRouter(
@@ -46,6 +53,9 @@ class AuditService:
             self.socket_ring,
             boot_time(),
             drop_unix_key=None if settings.events.socket_unix else settings.key,
+            other_rings={name: self.other_rings[name] for name in enabled},
+            file_paths=FilePaths(settings.file_paths),
+            fim_accesses=settings.events.fim_accesses,
         )
         self.reader: AuditReader | None = None
         self.state = StateDir(settings.state.directory())
@@ -166,7 +176,7 @@ class AuditService:
             return {}
         stats = reader.stats
         coalescer = reader.coalescer
-        rings = (self.process_ring, self.socket_ring)
+        rings = tuple(self.router.rings().values())
         return {
             "mode": stats.mode,
             "mode_reason": stats.mode_reason,

@@ -29,7 +29,7 @@ CONTROL_RANGES: dict[str, tuple[int, int]] = {
 
 @dataclass(frozen=True)
 class EventSettings:
-    """Which rule sets the extension installs (osquery's audit_allow_* flags)."""
+    """Which tables are filled and which rule sets installed (osquery's audit_allow_* flags)."""
 
     process: bool = True  # audit_allow_process_events: execve, execveat
     process_fork: bool = False  # audit_allow_fork_process_events: fork, vfork, clone
@@ -38,6 +38,12 @@ class EventSettings:
     socket_accept: bool = True  # audit_allow_accept_socket_events: accept, accept4
     socket_unix: bool = False  # audit_allow_unix
     socket_failed: bool = False  # audit_allow_failed_socket_events
+    user: bool = True  # audit_allow_user_events: user messages (no rule needed)
+    fim: bool = False  # audit_allow_fim_events: process_file_events over [file_paths]
+    fim_accesses: bool = False  # audit_fim_show_accesses: read-only opens too
+    seccomp: bool = False  # audit_allow_seccomp_events (no rule needed)
+    selinux: bool = False  # audit_allow_selinux_events (no rule needed)
+    apparmor: bool = False  # audit_allow_apparmor_events (no rule needed)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class Settings:
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     control: dict[str, int] = field(default_factory=dict)
     state: StateSettings = field(default_factory=StateSettings)
+    # [file_paths]: category -> osquery globs (% one level, %% recursive), as osquery's config
+    file_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = ""  # the file these settings came from, "" for built-in defaults
 
 
@@ -101,6 +109,21 @@ def _section(cls: type, data: Any, where: str) -> Any:
     return section
 
 
+def _file_paths(data: Any, where: str) -> dict[str, tuple[str, ...]]:
+    """[file_paths]: each category a list of absolute globs."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table: category = list of globs")
+    out = {}
+    for category, globs in data.items():
+        if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
+            raise ConfigError(f"{where}.{category}: expected a list of path globs")
+        for glob in globs:
+            if not glob.startswith("/") or "\x00" in glob:
+                raise ConfigError(f"{where}.{category}: {glob!r} is not an absolute path")
+        out[category] = tuple(globs)
+    return out
+
+
 def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
     """Build validated Settings from parsed TOML."""
     where = source or "config"
@@ -114,6 +137,7 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
         "reader",
         "control",
         "state",
+        "file_paths",
     }
     unknown = sorted(set(data) - top_known)
     if unknown:
@@ -142,6 +166,10 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
             raise ConfigError(
                 f"{where}.control.{name}: expected an integer {low}..{high}, got {value!r}"
             )
+    events = _section(EventSettings, data.get("events", {}), f"{where}.events")
+    file_paths = _file_paths(data.get("file_paths", {}), f"{where}.file_paths")
+    if events.fim and not any(file_paths.values()):
+        raise ConfigError(f"{where}.events.fim: file_paths names no paths to watch")
     return Settings(
         mode=mode,
         rules=tuple(rules),
@@ -149,11 +177,12 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
         persist_rules=_check_type(
             f"{where}.persist_rules", data.get("persist_rules", False), False
         ),
-        events=_section(EventSettings, data.get("events", {}), f"{where}.events"),
+        events=events,
         ring=_section(RingSettings, data.get("ring", {}), f"{where}.ring"),
         reader=_section(ReaderSettings, data.get("reader", {}), f"{where}.reader"),
         control=dict(control),
         state=_section(StateSettings, data.get("state", {}), f"{where}.state"),
+        file_paths=file_paths,
         source=source,
     )
 

@@ -1,4 +1,4 @@
-"""The four audit tables as osquery table plugins; their columns come from tables/*.table."""
+"""The audit tables as osquery table plugins; their columns come from tables/*.table."""
 
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ class EventTable(Table):
         self, name: str, ring: EventRing, build_row: Callable[[object], dict | None]
     ) -> None:
         self.spec = load_spec(name)
+        self.index_columns = self.INDEX_COLUMNS & set(self.spec.column_names)
         self.ring = ring
         self.build_row = build_row
 
@@ -111,10 +112,13 @@ class EventTable(Table):
         used = context.cols_used
         if used is not None and used <= self.INDEX_COLUMNS:
             # count(*) and the like: the ring's index answers without building rows.
-            return [
+            rows = [
                 {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid}
                 for eid, when, pid, _item in entries
             ]
+            if len(self.index_columns) < len(self.INDEX_COLUMNS):  # e.g. selinux_events: no pid
+                rows = [{n: row[n] for n in self.index_columns} for row in rows]
+            return rows
         # Send only the columns the query uses: most of the cost of a large answer is
         # encoding and sending values nobody reads.
         names = self.spec.column_names

@@ -1,8 +1,9 @@
 """Ring, query and memory figures in-process, with no kernel rules needed.
 
-Realistic record text (the kernel's formats for an execve and a refused connect) goes
+Realistic record text (the kernel's formats for an execve, a refused connect and a file
+opened for writing under a watched tree: a file write storm) goes
 through the real path: Coalescer -> AuditService.route_events (routing.EventRouter) ->
-EventRing; queries build rows (rows.process_row / socket_row) from what the ring keeps. Then a pid-filtered query and a full count(*)
+EventRing; queries build rows (rows.process_row / socket_row, file_rows.file_row) from what the ring keeps. Then a pid-filtered query and a full count(*)
 are timed through EventTable.generate directly and through SQL on an embedded core
 (LocalTableSource: the plugin handler's row encoding, then SQLite), and the resident memory
 the rows added is divided by the rows buffered.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..app.service import AuditService
@@ -137,6 +138,48 @@ def connect_event_records(n: int, sec: int, msec: int, serial: int) -> Records:
     ]
 
 
+# The file write storm: files under one watched tree, opened for appending by a logger.
+FILE_TREE = "/var/lib/app"
+FILE_PATHS = {"app": (f"{FILE_TREE}/data/%%",)}
+O_WRONLY_CREAT_APPEND = 0x441
+
+
+def file_write_event_records(n: int, sec: int, msec: int, serial: int) -> Records:
+    """The records of one openat(AT_FDCWD, "data/logN.log", O_WRONLY|O_CREAT|O_APPEND) under
+    a watch rule (SYSCALL, CWD, PATH parent and file, PROCTITLE, EOE)."""
+    comm, exe = CONNECTERS[n % len(CONNECTERS)]
+    _pid, task = _task(n, comm, exe, 1000)
+    head = _header(sec, msec, serial)
+    syscall = (
+        f"arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=7ffc4b1e2a10 "
+        f"a2={O_WRONLY_CREAT_APPEND:x} a3=1b6 items=2 {task}"
+    )
+    caps = "cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0"
+    tail = "dev=fe:01 ouid=1000 ogid=1000 rdev=00:00"
+    name = f"data/log{n % 500}.log"
+    title = f"{comm}\0--log\0{name}".encode()
+    return [
+        (AUDIT_SYSCALL, (head + syscall).encode()),
+        (AUDIT_CWD, (head + f' cwd="{FILE_TREE}"').encode()),
+        (
+            AUDIT_PATH,
+            (
+                head
+                + f'item=0 name="data/" inode=1400000 {tail} mode=040755 nametype=PARENT {caps}'
+            ).encode(),
+        ),
+        (
+            AUDIT_PATH,
+            (
+                head + f'item=1 name="{name}" inode={1_400_001 + n % 500} {tail} mode=0100644 '
+                f"nametype=NORMAL {caps}"
+            ).encode(),
+        ),
+        (AUDIT_PROCTITLE, (head + f"proctitle={title.hex().upper()}").encode()),
+        (AUDIT_EOE, head.encode()),
+    ]
+
+
 def synthetic_records(
     make: Callable[[int, int, int, int], Records], count: int, start: float, first_serial: int
 ) -> Iterator[tuple[int, bytes]]:
@@ -237,12 +280,16 @@ def measure_table(
 def ring_bench(
     events: int, workdir: Path, repeat: int = 7, progress: Callable[[str], None] = print
 ) -> list[TableFigures]:
-    """Fill process_events and socket_events rings with `events` each; time and weigh them."""
-    service = AuditService(bench_settings("unicast", events))
+    """Fill the process_events, socket_events and process_file_events rings with `events`
+    each; time and weigh them."""
+    settings = bench_settings("unicast", events)
+    settings = replace(settings, events=replace(settings.events, fim=True), file_paths=FILE_PATHS)
+    service = AuditService(settings)
     measured: dict[str, tuple[float, int]] = {}
     for name, make in (
         ("process_events", exec_event_records),
         ("socket_events", connect_event_records),
+        ("process_file_events", file_write_event_records),
     ):
         progress(f"ring: filling {name} with {events} events through the real pipeline")
         gc.collect()
@@ -257,6 +304,7 @@ def ring_bench(
     tables = [
         EventTable(name, ring, service.router.builder(name))
         for name, ring in service.router.rings().items()
+        if name in measured
     ]
     for table in tables:
         core.add_table(table)

@@ -13,6 +13,12 @@ record of another shape) is decided by building the row itself, so the ring neve
 entry that gives no row and the index always equals the row's own time and pid (a test
 checks both ways agree).
 
+The other tables (user_events, process_file_events, seccomp/selinux/apparmor_events) have
+rings only when they are turned on; their events are rare next to process and socket storms,
+so they are decided by building the row (user_rows.py, file_rows.py, mac_rows.py). A user
+message, seccomp or MAC record is one row each (as in osquery, which routes records, not
+events); a MAC or seccomp record inside a syscall event also leaves that event's own row.
+
 Process events are kept zlib-compressed (an execve's records are ~1 KB of text; an exec is
 costly enough that 10 us more does not show); socket events, which come in storms, are kept
 as they are.
@@ -24,10 +30,20 @@ import enum
 import functools
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from ..audit.consts import AF_UNIX, AUDIT_SOCKADDR, AUDIT_SYSCALL
+from ..audit.consts import AF_UNIX, AUDIT_PATH, AUDIT_SECCOMP, AUDIT_SOCKADDR, AUDIT_SYSCALL
 from .coalesce import Event
+from .file_rows import PROCESS_FILE_EVENTS, FilePaths, dirfd_paths_from_proc, file_row
+from .mac_rows import (
+    APPARMOR_EVENTS,
+    SECCOMP_EVENTS,
+    SELINUX_EVENTS,
+    apparmor_row,
+    mac_table,
+    seccomp_row,
+    selinux_row,
+)
 from .ring import EventRing
 from .rows import (
     EXEC_SYSCALLS,
@@ -38,9 +54,32 @@ from .rows import (
     process_row,
     socket_row,
 )
+from .user_rows import USER_EVENTS, is_user_message, user_row
 
 PROCESS_EVENTS = "process_events"
 SOCKET_EVENTS = "socket_events"
+# The tables built from single records (user messages, MAC and seccomp records).
+RECORD_ROWS: dict[str, Callable[[Event, float], dict | None]] = {
+    USER_EVENTS: user_row,
+    SECCOMP_EVENTS: seccomp_row,
+    SELINUX_EVENTS: selinux_row,
+    APPARMOR_EVENTS: apparmor_row,
+}
+
+
+# The other tables by the [events] switch (osquery's audit_allow_* flag) that turns each on.
+OTHER_TABLE_SWITCHES = {
+    USER_EVENTS: "user",
+    PROCESS_FILE_EVENTS: "fim",
+    SECCOMP_EVENTS: "seccomp",
+    SELINUX_EVENTS: "selinux",
+    APPARMOR_EVENTS: "apparmor",
+}
+
+
+def other_tables(switches: Mapping[str, object]) -> list[str]:
+    """The other tables whose switch is on, in a fixed order."""
+    return [table for table, switch in OTHER_TABLE_SWITCHES.items() if switches.get(switch)]
 
 
 class FastPath(enum.Enum):
@@ -112,20 +151,52 @@ class EventRouter:
         boot_time: float,
         *,
         drop_unix_key: str | None,
+        other_rings: Mapping[str, EventRing] | None = None,
+        file_paths: FilePaths | None = None,
+        fim_accesses: bool = False,
     ) -> None:
         """drop_unix_key: drop AF_UNIX socket rows that only this rule key produced (the
-        kernel rule cannot filter accept by family); None keeps them."""
+        kernel rule cannot filter accept by family); None keeps them. other_rings: a ring
+        for each other table turned on (user_events, process_file_events, ...), by name;
+        file_paths and fim_accesses decide process_file_events rows."""
         self.process_ring = process_ring
         self.socket_ring = socket_ring
         self.boot_time = boot_time
         self.drop_unix_key = drop_unix_key
+        self.other_rings = dict(other_rings or {})
+        self.file_paths = file_paths or FilePaths({})
+        self.fim_accesses = fim_accesses
+        self._user_ring = self.other_rings.get(USER_EVENTS)
+        self._file_ring = self.other_rings.get(PROCESS_FILE_EVENTS)
+        self._mac_rings = {
+            name: ring
+            for name, ring in self.other_rings.items()
+            if name in (SECCOMP_EVENTS, SELINUX_EVENTS, APPARMOR_EVENTS)
+        }
 
     def rings(self) -> dict[str, EventRing]:
-        return {PROCESS_EVENTS: self.process_ring, SOCKET_EVENTS: self.socket_ring}
+        return {
+            PROCESS_EVENTS: self.process_ring,
+            SOCKET_EVENTS: self.socket_ring,
+            **self.other_rings,
+        }
 
     def builder(self, table: str) -> Callable[[object], dict | None]:
         """The function that turns one of `table`'s items back into its row."""
-        build = process_row if table == PROCESS_EVENTS else socket_row
+        if table == PROCESS_FILE_EVENTS:
+            file_paths, accesses, boot_time = self.file_paths, self.fim_accesses, self.boot_time
+
+            def build_file_row(item: object) -> dict | None:
+                # (types, payloads[, the dirfd directories found at arrival])
+                dirs = dict(item[2]) if len(item) > 2 else None  # type: ignore[arg-type]
+                event = stored_event(item[:2])  # type: ignore[index]
+                return file_row(event, boot_time, file_paths, accesses=accesses, dirfd_paths=dirs)
+
+            return build_file_row
+        if table in RECORD_ROWS:
+            build = RECORD_ROWS[table]
+        else:
+            build = process_row if table == PROCESS_EVENTS else socket_row
         boot = self.boot_time
 
         def build_row(item: object) -> dict | None:
@@ -136,14 +207,58 @@ class EventRouter:
     def route(self, events: list[Event]) -> None:
         for event in events:
             found = self.classify(event)
-            if found is None:
-                continue
-            table, pid = found
             types = event.types  # the coalescer's shared tuple
-            if table == PROCESS_EVENTS:
-                self.process_ring.append(event.sec, pid, (types, pack_payloads(event.payloads)))
-            else:
-                self.socket_ring.append(event.sec, pid, (types, tuple(event.payloads)))
+            if found is not None:
+                table, pid = found
+                if table == PROCESS_EVENTS:
+                    self.process_ring.append(event.sec, pid, (types, pack_payloads(event.payloads)))
+                else:
+                    self.socket_ring.append(event.sec, pid, (types, tuple(event.payloads)))
+            if self.other_rings:
+                self._route_other(event, found is not None)
+
+    def _route_other(self, event: Event, has_row: bool) -> None:
+        """The other tables' rows of an event: per record for user messages, seccomp and
+        MAC records; per event for file calls on a watched path."""
+        types = event.types
+        boot = self.boot_time
+        if len(types) == 1 and is_user_message(types[0]):  # user messages come alone
+            if self._user_ring is not None:
+                row = user_row(event, boot)
+                if row is not None:
+                    self._user_ring.append(event.sec, row["pid"], (types, tuple(event.payloads)))
+            return
+        if self._mac_rings:
+            for index, record_type in enumerate(types):
+                if record_type < AUDIT_SECCOMP:
+                    continue
+                payload = event.payloads[index]
+                table = mac_table(record_type, payload)
+                ring = self._mac_rings.get(table) if table is not None else None
+                if ring is None:
+                    continue
+                single = Event(
+                    (record_type,), [payload], True, (event.sec, event.msec, event.serial)
+                )
+                row = RECORD_ROWS[table](single, boot)
+                if row is not None:
+                    ring.append(event.sec, row.get("pid"), ((record_type,), (payload,)))
+        if self._file_ring is not None and not has_row and AUDIT_PATH in types:
+            row = file_row(event, boot, self.file_paths, accesses=self.fim_accesses)
+            dirs = None
+            if row is None or row["partial"] == "true":
+                # A name relative to a directory fd: look at the fd now, while the process
+                # most likely still holds it (the row is rebuilt from what is kept).
+                dirs = dirfd_paths_from_proc(event)
+                if dirs:
+                    row = file_row(
+                        event, boot, self.file_paths, accesses=self.fim_accesses, dirfd_paths=dirs
+                    )
+            if row is not None:
+                # kept compressed, as process events: a file event is ~1.2 KB of text
+                packed = pack_payloads(event.payloads)
+                item = (types, packed, tuple(dirs.items())) if dirs else (types, packed)
+                self._file_ring.append(event.sec, row["pid"], item)
 
     def classify(self, event: Event) -> tuple[str, int | None] | None:
         """(table, pid) of the row the event gives, or None when it gives none."""

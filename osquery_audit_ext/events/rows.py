@@ -9,10 +9,11 @@ Text columns never carry invalid UTF-8 (osquery needs valid strings):
 - argv: a JSON array holding the exact arguments; bytes that are not UTF-8 appear as the
   escapes \\udc80-\\udcff (Python's surrogateescape: `json.loads(argv)[i].encode("utf-8",
   "surrogateescape")` gives back the bytes the process passed).
-- cmdline: the arguments in argv order joined by single spaces. An argument is written as it
-  is unless it is empty or holds a space, a quote (" or '), a backslash, a control character
-  or bytes that are not UTF-8; then it is written in double quotes with \\" \\\\ \\n \\t \\r,
-  other control characters as \\u00XX and each non-UTF-8 byte as \\xNN. This is reversible.
+- cmdline: the arguments in true argv order joined by single spaces, with no quoting, as
+  osquery builds it (its process_events and processes.cmdline), so osquery's queries
+  (`cmdline LIKE '%-c curl%'`) match; bytes that are not UTF-8 are written as \\xNN. Not
+  reversible (an argument may hold spaces): argv is the exact form. cmdline_size is its
+  length in bytes.
 - Other text (path, cwd, exe, comm, socket, key): UTF-8, with any invalid byte written as
   \\xNN (not reversible if the name itself holds a backslash followed by "x"; rare).
 
@@ -66,9 +67,8 @@ CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000
 AT_FDCWD = -100
 
-_QUOTE_NEEDED = re.compile(r"[\s\"'\\\x00-\x1f\x7f-\x9f\udc80-\udcff]")
-_ESCAPED = re.compile(r"[\"\\\x00-\x1f\x7f-\x9f\udc80-\udcff]")
-_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# What a JSON string must escape (json.dumps with ensure_ascii=False), surrogates included.
+_JSON_ESCAPED = re.compile(r"[\"\\\x00-\x1f\udc80-\udcff]")
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
 
 
@@ -106,36 +106,24 @@ def _field_text(fields: dict[str, str], key: str) -> str | None:
     return None if raw is None else _raw_text(raw)
 
 
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    short = _SHORT_ESCAPES.get(char)
-    if short is not None:
-        return short
-    code = ord(char)
-    if code >= 0xDC80:  # a surrogate-escaped byte that is not UTF-8
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\u{code:04x}"
-
-
-def quote_arg(text: str) -> str:
-    """One argument (surrogateescape text) for cmdline, quoted only when it must be."""
-    if text and _QUOTE_NEEDED.search(text) is None:
-        return text
-    return '"' + _ESCAPED.sub(_escape, text) + '"'
-
-
 def _surrogate_escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
 def argv_columns(args: list[bytes]) -> tuple[str, str, int]:
     """(cmdline, argv JSON, cmdline_size) for a list of arguments."""
+    joined = b" ".join(args)
+    try:
+        cmdline = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        cmdline = joined.decode("utf-8", "backslashreplace")
+        size = len(cmdline.encode("utf-8"))
+    else:
+        size = len(joined)
+        if _JSON_ESCAPED.search(cmdline) is None:  # no argument needs a JSON escape
+            texts = [arg.decode("utf-8") for arg in args]  # each is UTF-8, as the whole is
+            return cmdline, '["' + '", "'.join(texts) + '"]' if texts else "[]", size
     texts = [arg.decode("utf-8", "surrogateescape") for arg in args]
-    size = sum(len(arg) for arg in args) + max(len(args) - 1, 0)
-    if all(texts) and _QUOTE_NEEDED.search("".join(texts)) is None:
-        # No argument needs quoting, so none needs a JSON escape either.
-        return " ".join(texts), '["' + '", "'.join(texts) + '"]' if texts else "[]", size
-    cmdline = " ".join(quote_arg(text) for text in texts)
     argv = json.dumps(texts, ensure_ascii=False)
     if _SURROGATE.search(argv) is not None:
         argv = _SURROGATE.sub(_surrogate_escape, argv)

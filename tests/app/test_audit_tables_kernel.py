@@ -42,7 +42,8 @@ def test_audit_status_matches_auditctl(core):
     else:
         assert row["owner_process"] == ""
     assert row["mode"] in ("unicast", "multicast")
-    assert int(row["ring_capacity"]) == 200000  # two tables of the default 100000
+    # the tables on by default (process_events, socket_events, user_events), 100000 each
+    assert int(row["ring_capacity"]) == 300000
     for counter in ("records_received", "enobufs", "parse_errors", "lost_since_start"):
         assert int(row[counter]) >= 0
 

@@ -1,4 +1,5 @@
-"""The data plane against the real kernel: known execve and socket calls appear exactly.
+"""The data plane against the real kernel: known execve, socket, user-message, file and
+seccomp events appear exactly.
 
 Each test runs the whole pipeline in-process (reader -> records -> events -> rows -> ring)
 with its own rule key, and the service restores the kernel's rules and settings on exit.
@@ -21,6 +22,7 @@ import pytest
 from osquery_audit_ext.app.extension import audit_tables
 from osquery_audit_ext.app.service import AuditService
 from osquery_audit_ext.app.settings import EventSettings, ReaderSettings, Settings
+from osquery_audit_ext.app.tables import AuditRulesTable
 from osquery_audit_ext.sdk.plugin import EQUALS, Constraint, ConstraintList, QueryContext
 
 pytestmark = pytest.mark.kernel
@@ -62,11 +64,14 @@ def wait_rows(service, table, pids, predicate, timeout=15.0) -> list[dict]:
         time.sleep(0.1)
 
 
-def start_service(key: str, **events: bool) -> AuditService:
+def start_service(
+    key: str, file_paths: dict[str, tuple[str, ...]] | None = None, **events: bool
+) -> AuditService:
     settings = Settings(
         key=key,
         events=EventSettings(**events),
         reader=ReaderSettings(event_timeout=1.0, pid_check_interval=1.0),
+        file_paths=file_paths or {},
     )
     service = AuditService(settings)
     service.start()
@@ -124,8 +129,9 @@ def test_execve_argv_is_exact(process_service):
     # cmdline keeps argv order past 10 arguments: osquery sorts a0, a1, a10, a2 ...
     assert row["cmdline"].index("arg11") < row["cmdline"].index("arg15")
     assert row["cmdline"].startswith(TRUE + " ")
-    # cmdline_size is the size of the arguments themselves, as osquery counts it.
-    assert row["cmdline_size"] == sum(len(a) for a in ODD_ARGV) + len(ODD_ARGV) - 1
+    # cmdline is osquery's plain join (no quoting); cmdline_size its length in bytes.
+    assert row["cmdline"] == b" ".join(ODD_ARGV).decode("utf-8", "backslashreplace")
+    assert row["cmdline_size"] == len(row["cmdline"].encode())
 
 
 def test_many_execs_none_lost(process_service):
@@ -315,3 +321,150 @@ def test_beside_auditd_nothing_lost(kernel_rw, running_auditd):
         missing = {p for p in pids if f" pid={p} " not in logged}
         time.sleep(0.2)
     assert not missing
+
+
+# -- user_events, process_file_events, seccomp_events ------------------------------------
+
+
+@pytest.fixture
+def quiet_service(kernel_rw) -> Iterator[AuditService]:
+    """No rules at all: user messages and seccomp records need none (seccomp turned on)."""
+    service = start_service(f"oaetest_user_{os.getpid()}", process=False, seccomp=True)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize(
+    ("argv", "path", "types"),
+    [
+        (["su", "-s", TRUE, "nobody"], "/usr/bin/su", {1100, 1101, 1103, 1105, 1106, 1104}),
+        (["runuser", "-u", "nobody", "--", TRUE], "/usr/sbin/runuser", {1103, 1105, 1106, 1104}),
+    ],
+)
+def test_su_and_runuser_give_user_events(quiet_service, argv, path, types):
+    """PAM's records of a real su/runuser, with osquery's columns: type, path, message."""
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed")
+    proc = subprocess.run(argv, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    # su and runuser fork a child for the command; PAM's records come from the parent.
+    rows = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        rows = [
+            r
+            for r in audit_table(quiet_service, "user_events").generate(QueryContext({}))
+            if r["path"] == path and r["time"] >= int(time.time()) - 60
+        ]
+        if types <= {r["type"] for r in rows}:
+            break
+        time.sleep(0.2)
+    assert types <= {r["type"] for r in rows}, rows
+    for row in rows:
+        assert row["message"].startswith("op=PAM:")
+        assert row["res"] == "success" and row["acct"] == "nobody"
+        assert row["uid"] == 0 and row["msg"].startswith(row["message"] + " ")
+    ops = {r["type"]: r["message"] for r in rows}
+    assert ops[1105] == "op=PAM:session_open" and ops[1106] == "op=PAM:session_close"
+
+
+def audit_table(service: AuditService, name: str):
+    return {t.spec.name: t for t in audit_tables(service)}[name]
+
+
+SECCOMP_SOURCE = Path(__file__).resolve().parents[1] / "helpers" / "seccomp_log.c"
+
+
+def test_seccomp_log_gives_a_row(quiet_service, tmp_path):
+    """A real seccomp filter returning SECCOMP_RET_LOG for getppid: one row per call."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed")
+    binary = tmp_path / "seccomp_log"
+    subprocess.run([gcc, "-O1", "-o", str(binary), str(SECCOMP_SOURCE)], check=True)
+    done = subprocess.run([str(binary), "3"], capture_output=True, text=True, check=True)
+    pid = int(done.stdout)
+    rows = wait_rows(quiet_service, "seccomp_events", [pid], lambda r: len(r) > 0)
+    deadline = time.monotonic() + 10
+    while len(rows) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        rows = table_rows(quiet_service, "seccomp_events", {pid})
+    assert len(rows) == 3, rows
+    row = rows[0]
+    assert (row["code"], row["syscall"], row["exe"], row["comm"]) == (
+        "LOG",
+        "getppid",
+        str(binary),
+        "seccomp_log",
+    )
+    assert row["arch"] == ("X86_64" if os.uname().machine == "x86_64" else row["arch"])
+    assert row["uid"] == os.getuid() and row["sig"] == 0 and row["ip"].startswith("0x")
+
+
+FILE_SCRIPT = """
+import os, sys, time
+root = sys.argv[1]
+os.chdir(root + "/watched")
+os.mkdir("docs")                                   # the glob's own directory: no row
+os.mkdir("docs/sub")                               # created after start: mkdir
+fd = os.open("docs/sub/f.txt", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+os.write(fd, b"x"); os.close(fd)                   # open+truncate
+fd = os.open(root + "/watched/docs/sub/f.txt", os.O_WRONLY | os.O_APPEND)
+os.write(fd, b"y"); os.close(fd)                   # write
+os.rename("docs/sub/f.txt", "docs/sub/g.txt")      # rename, with dest_path
+with open("app.conf", "w") as f:                   # the conf category
+    f.write("z")
+with open("notes.txt", "w") as f:                  # watched tree, outside the globs
+    f.write("z")
+with open(root + "/outside/x.conf", "w") as f:     # outside the watched tree
+    f.write("z")
+with open("docs/sub/g.txt") as f:                  # a read: no row without fim_accesses
+    f.read()
+os.unlink("docs/sub/g.txt")                        # unlink
+with open("docs/sub/h.txt", "w") as f:             # open+truncate
+    f.write("z")
+dfd = os.open("docs/sub", os.O_RDONLY | os.O_DIRECTORY)
+os.unlink("h.txt", dir_fd=dfd)                     # unlinkat relative to a dir fd, as rm -r
+time.sleep(1.0)                                    # ... still holding the fd, as rm -r does
+os.close(dfd)
+"""
+
+
+def test_file_operations_under_a_watched_tree(kernel_rw, tmp_path):
+    """Files and a directory created after start, a write, a rename and an unlink give
+    osquery's rows with dest_path; files outside the globs give none; the managed file rule
+    names the watched tree."""
+    (tmp_path / "watched").mkdir()
+    (tmp_path / "outside").mkdir()
+    watched = tmp_path / "watched"
+    key = f"oaetest_fim_{os.getpid()}"
+    paths = {"docs": (f"{watched}/docs/%%",), "conf": (f"{watched}/%.conf",)}
+    service = start_service(key, paths, process=False, fim=True)
+    try:
+        rules = list(AuditRulesTable(key).generate(QueryContext({})))
+        managed = [r for r in rules if r["managed"]]
+        assert [(r["path"], r["permissions"]) for r in managed] == [(str(watched), "wa")]
+        proc = subprocess.Popen([sys.executable, "-c", FILE_SCRIPT, str(tmp_path)])
+        assert proc.wait() == 0
+        rows = wait_rows(service, "process_file_events", [proc.pid], lambda r: True)
+        deadline = time.monotonic() + 10
+        while len(rows) < 8 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            rows = table_rows(service, "process_file_events", {proc.pid})
+    finally:
+        service.stop()
+    sub = f"{watched}/docs/sub"
+    assert [(r["operation"], r["path"], r["dest_path"], r["category"]) for r in rows] == [
+        ("mkdir", sub, "", "docs"),
+        ("open+truncate", f"{sub}/f.txt", "", "docs"),
+        ("write", f"{sub}/f.txt", "", "docs"),
+        ("rename", f"{sub}/f.txt", f"{sub}/g.txt", "docs"),
+        ("open+truncate", f"{watched}/app.conf", "", "conf"),
+        ("unlink", f"{sub}/g.txt", "", "docs"),
+        ("open+truncate", f"{sub}/h.txt", "", "docs"),
+        ("unlink", f"{sub}/h.txt", "", "docs"),  # its dir fd read from /proc at arrival
+    ]
+    assert all(r["partial"] == "false" and r["executable"] for r in rows)
+    assert all(r["cwd"] == str(watched) and r["uid"] == str(os.getuid()) for r in rows)

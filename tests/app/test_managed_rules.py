@@ -32,6 +32,29 @@ def test_defaults_audit_execve_for_both_abis():
     ]
 
 
+def test_file_rules_watch_only_the_trees_of_the_globs(tmp_path):
+    """One watch per tree (not osquery's rule auditing every read and write): the base of
+    each glob, a base inside another left out, a missing base watched at its nearest
+    existing directory; perms wa, rwa with fim_accesses; the other tables need no rule."""
+    (tmp_path / "etc" / "ssh").mkdir(parents=True)
+    (tmp_path / "with space").mkdir()
+    paths = {
+        "etc": [f"{tmp_path}/etc/%%", f"{tmp_path}/etc/ssh/%"],
+        "later": [f"{tmp_path}/with space/not/yet/%%"],
+        "gone": ["/nonexistent-oaetest/x/%%"],
+    }
+    events = EventSettings(process=False, fim=True, seccomp=True, selinux=True, apparmor=True)
+    settings = Settings(key="k", events=events, file_paths=paths)
+    assert formatted(settings) == [
+        f"-w {tmp_path}/etc -p wa -k k",
+        f"-w {tmp_path}/with space -p wa -k k",  # as auditctl -l prints it
+    ]
+    assert f"-w '{tmp_path}/with space' -p wa -k k" in desired_rule_texts(settings)
+    loud = replace(settings, events=replace(events, fim_accesses=True))
+    assert [t.split(" -p ")[1] for t in desired_rule_texts(loud)] == ["rwa -k k"] * 2
+    assert formatted(replace(settings, events=replace(events, fim=False))) == []
+
+
 def test_socket_rules_follow_osquery_flags():
     settings = Settings(key="k", events=EventSettings(process=False, sockets=True))
     assert formatted(settings) == [

@@ -15,7 +15,13 @@ PACK_FILES = sorted(PACKS_DIR.glob("*.conf"))
 
 def test_packs_exist():
     names = {p.name for p in PACK_FILES}
-    assert {"audit-process.conf", "audit-socket.conf", "audit-health.conf"} <= names
+    assert {
+        "audit-process.conf",
+        "audit-socket.conf",
+        "audit-health.conf",
+        "audit-user-login.conf",
+        "audit-file-integrity.conf",
+    } <= names
 
 
 @pytest.mark.parametrize("path", PACK_FILES, ids=lambda p: p.name)

@@ -41,6 +41,16 @@ def test_defaults_match_osquery_flags():
     assert (s.events.process, s.events.sockets, s.events.socket_accept) == (True, False, True)
     assert (s.events.socket_unix, s.events.socket_failed) == (False, False)
     assert s.ring.expiry == 3600 and s.control == {} and not s.persist_rules
+    # audit_allow_user_events is true; fim, its accesses, seccomp, selinux, apparmor false
+    assert s.events.user and not (s.events.fim or s.events.fim_accesses)
+    assert not (s.events.seccomp or s.events.selinux or s.events.apparmor)
+
+
+def test_file_paths_as_osquery_configures_them():
+    s = settings_from_dict(
+        {"events": {"fim": True}, "file_paths": {"etc": ["/etc/%%"], "ssh": ["/home/%/.ssh/%"]}}
+    )
+    assert s.events.fim and s.file_paths == {"etc": ("/etc/%%",), "ssh": ("/home/%/.ssh/%",)}
 
 
 @pytest.mark.parametrize(
@@ -58,6 +68,11 @@ def test_defaults_match_osquery_flags():
         ({"reader": {"event_timeout": 0}}, "reader.event_timeout: expected a positive number"),
         ({"key": ""}, "key: must be 1 to 255 bytes"),
         ({"ring": {"capacity": 0}}, "ring.capacity: the ring must hold at least 1 event"),
+        ({"file_paths": ["/etc/%%"]}, "file_paths: expected a table: category = list of globs"),
+        ({"file_paths": {"etc": "/etc/%%"}}, "file_paths.etc: expected a list of path globs"),
+        ({"file_paths": {"etc": ["etc/%%"]}}, "file_paths.etc: 'etc/%%' is not an absolute"),
+        ({"events": {"fim": True}}, "events.fim: file_paths names no paths to watch"),
+        ({"events": {"seccomp": 1}}, "events.seccomp: expected true or false"),
     ],
 )
 def test_bad_values_are_named(data, message):

