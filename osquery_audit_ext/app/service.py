@@ -14,11 +14,13 @@ import time
 
 from ..audit.control import AuditControl
 from ..audit.rule.codec import canonical_rule_data
-from ..errors import AuditExtError
+from ..errors import AuditExtError, StateError
 from ..events.coalesce import Event
 from ..events.reader import AuditReader
 from ..events.ring import EventRing
-from ..events.routing import EventRouter
+from ..events.routing import PROCESS_EVENTS, SOCKET_EVENTS, EventRouter
+from .consumers import ConsumerCursors
+from .eids import EidReservation
 from .managed_rules import desired_rule_texts, encode_rule_texts, rule_keys
 from .settings import Settings
 from .state import StateDir
@@ -37,8 +39,18 @@ class AuditService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         ring = settings.ring
-        self.process_ring = EventRing(ring.capacity, ring.expiry)
-        self.socket_ring = EventRing(ring.capacity, ring.expiry)
+        # Read before start() takes the directory's lock: a second instance fails there.
+        self.state = StateDir(settings.state.directory())
+        self.consumers = ConsumerCursors(self.state, ring.expiry)
+        tables = (PROCESS_EVENTS, SOCKET_EVENTS)
+        self.eids = EidReservation(
+            self.state, tables, floors={t: self.consumers.max_cursor(t) for t in tables}
+        )
+        start = self.eids.run_start
+        self.process_ring = EventRing(
+            ring.capacity, ring.expiry, next_eid=start[PROCESS_EVENTS]
+        )
+        self.socket_ring = EventRing(ring.capacity, ring.expiry, next_eid=start[SOCKET_EVENTS])
         # accept on AF_UNIX cannot be filtered by the kernel rule: drop such rows, but only
         # when our rule alone produced them.
         self.router = EventRouter(
@@ -48,7 +60,6 @@ class AuditService:
             drop_unix_key=None if settings.events.socket_unix else settings.key,
         )
         self.reader: AuditReader | None = None
-        self.state = StateDir(settings.state.directory())
         self._desired = encode_rule_texts(desired_rule_texts(settings))
         self._installed: list[bytes] = []  # rules we added, to remove on exit
         self._saved_control: dict[str, int] = {}  # settings we changed, with their old values
@@ -59,6 +70,10 @@ class AuditService:
 
     def route_events(self, events: list[Event]) -> None:
         """Reader-thread sink: each completed event becomes at most one ring entry."""
+        try:
+            self.eids.reserve(self.router.rings(), len(events))  # eids only below a saved mark
+        except StateError as exc:  # keep the events; the reservation is retried next batch
+            log.error("cannot reserve eids: %s", exc)
         self.router.route(events)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -70,6 +85,7 @@ class AuditService:
             self._started = True
         try:
             self.state.open()  # first: a second instance on the same dir stops here
+            self.eids.reserve(self.router.rings())
             with AuditControl() as control:
                 self._apply_control(control)
             self.reader = AuditReader(self.settings.mode, self.settings.reader, self.route_events)
