@@ -173,7 +173,9 @@ class ConsumerCursors:
                 self._forget_idle_locked(now)
                 known = self._cursors.get(table, {}).get(consumer)
             before = known if known is not None else ConsumerState()
-            held = ring.query(eid_min=before.cursor + 1, eid_max=head) if head > before.cursor else []
+            held = (
+                ring.query(eid_min=before.cursor + 1, eid_max=head) if head > before.cursor else []
+            )
             missed = 0
             if known is not None:
                 # Eids of this run form one contiguous range: any of them after the cursor

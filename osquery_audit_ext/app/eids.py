@@ -54,9 +54,7 @@ class EidReservation:
         self._state = state
         self._block = block
         self._lock = threading.Lock()
-        self.run_start = {
-            t: max(marks.get(t, 1), (floors or {}).get(t, 0) + 1, 1) for t in tables
-        }
+        self.run_start = {t: max(marks.get(t, 1), (floors or {}).get(t, 0) + 1, 1) for t in tables}
         self._others = {t: m for t, m in marks.items() if t not in self.run_start}
         self._reserved = dict(self.run_start)  # nothing of this run is reserved yet
 

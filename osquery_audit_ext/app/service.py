@@ -47,9 +47,7 @@ class AuditService:
             self.state, tables, floors={t: self.consumers.max_cursor(t) for t in tables}
         )
         start = self.eids.run_start
-        self.process_ring = EventRing(
-            ring.capacity, ring.expiry, next_eid=start[PROCESS_EVENTS]
-        )
+        self.process_ring = EventRing(ring.capacity, ring.expiry, next_eid=start[PROCESS_EVENTS])
         self.socket_ring = EventRing(ring.capacity, ring.expiry, next_eid=start[SOCKET_EVENTS])
         # accept on AF_UNIX cannot be filtered by the kernel rule: drop such rows, but only
         # when our rule alone produced them.

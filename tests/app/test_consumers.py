@@ -56,13 +56,13 @@ class Run:
         stamp = int(self.clock.now if when is None else when)
         return [self.ring.append(stamp, pid, f"item{i}") for i in range(count)]
 
-    def read(self, consumer: str, narrowing: Narrowing = Narrowing()) -> list[int]:
+    def read(self, consumer: str, narrowing: Narrowing | None = None) -> list[int]:
         entries = self.cursors.read(
             TABLE,
             self.ring,
             consumer,
             run_start=self.eids.run_start[TABLE],
-            narrowing=narrowing,
+            narrowing=narrowing or Narrowing(),
         )
         return [eid for eid, *_ in entries]
 

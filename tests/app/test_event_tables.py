@@ -172,9 +172,10 @@ def test_consumer_is_hidden_forwarded_and_reads_each_event_once(consumed):
     # Without a consumer, the ring as before; and consumer stays out of SELECT *.
     star = query(core, "SELECT * FROM process_events")
     assert len(star) == 7 and "consumer" not in star[0]
-    assert query(core, "SELECT consumer FROM process_events WHERE consumer = 'x'") == [
-        {"consumer": "x"}
-    ] * 7
+    assert (
+        query(core, "SELECT consumer FROM process_events WHERE consumer = 'x'")
+        == [{"consumer": "x"}] * 7
+    )
     assert query(core, "SELECT count(*) AS n FROM process_events WHERE consumer = 'x'") == [
         {"n": "0"}
     ]
