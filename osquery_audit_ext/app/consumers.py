@@ -95,8 +95,10 @@ class ConsumerCursors:
         self._state = state
         self.expiry = expiry
         self._clock = clock
-        self._lock = threading.Lock()  # guards _cursors and each save
-        self._consumer_locks: dict[tuple[str, str], threading.Lock] = {}
+        # One lock for a whole read (ring slice, new cursor, save): reads of different
+        # consumers would queue on the save's fsync anyway, and one lock makes "never the
+        # same event twice" for concurrent reads of one consumer evident.
+        self._lock = threading.Lock()
         self._cursors: dict[str, dict[str, ConsumerState]] = {}
         self._load()
 
@@ -132,16 +134,11 @@ class ConsumerCursors:
             return False
         cutoff = now - self.expiry
         forgotten = False
-        for table, consumers in self._cursors.items():
+        for consumers in self._cursors.values():
             for name in [n for n, s in consumers.items() if s.last_read < cutoff]:
                 del consumers[name]
-                self._consumer_locks.pop((table, name), None)
                 forgotten = True
         return forgotten
-
-    def _consumer_lock(self, table: str, consumer: str) -> threading.Lock:
-        with self._lock:
-            return self._consumer_locks.setdefault((table, consumer), threading.Lock())
 
     def max_cursor(self, table: str) -> int:
         """The furthest any consumer of `table` has read: this run's eids must start above."""
@@ -165,13 +162,13 @@ class ConsumerCursors:
         the ring does not hold belong to an earlier run (lost with it, or never used: eids
         are reserved in blocks), so they are not counted as missed.
         """
-        with self._consumer_lock(table, consumer):
+        with self._lock:
             now = self._clock()
             ring.expire()  # by the ring's own clock, as its queries do
             head = ring.last_eid  # events appended from now on are the next query's
-            with self._lock:
-                self._forget_idle_locked(now)
-                known = self._cursors.get(table, {}).get(consumer)
+            self._forget_idle_locked(now)
+            consumers = self._cursors.setdefault(table, {})
+            known = consumers.get(consumer)
             before = known if known is not None else ConsumerState()
             held = (
                 ring.query(eid_min=before.cursor + 1, eid_max=head) if head > before.cursor else []
@@ -184,23 +181,20 @@ class ConsumerCursors:
                 if head >= first:
                     missed = (head - first + 1) - sum(1 for entry in held if entry[0] >= first)
             given = [entry for entry in held if narrowing.keeps(entry[0], entry[1], entry[2])]
-            after = ConsumerState(
+            consumers[consumer] = ConsumerState(
                 cursor=max(before.cursor, head),
                 delivered=before.delivered + len(given),
                 missed=before.missed + missed,
                 last_read=now,
             )
-            with self._lock:
-                consumers = self._cursors.setdefault(table, {})
-                consumers[consumer] = after
-                try:
-                    self._save_locked()  # before the rows leave: at most once
-                except BaseException:
-                    if known is None:
-                        del consumers[consumer]
-                    else:
-                        consumers[consumer] = known
-                    raise
+            try:
+                self._save_locked()  # before the rows leave: at most once
+            except BaseException:
+                if known is None:
+                    del consumers[consumer]
+                else:
+                    consumers[consumer] = known
+                raise
             return given
 
     # -- audit_consumers --------------------------------------------------------------------

@@ -12,7 +12,7 @@ The state document `eids` is {table: first eid the next run may use}.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 from ..events.ring import EventRing
 from .state import StateDir
@@ -44,19 +44,30 @@ class EidReservation:
     def __init__(
         self,
         state: StateDir,
-        tables: Iterable[str],
-        floors: Mapping[str, int] | None = None,
+        floor: Callable[[str], int] = lambda _table: 0,
         block: int = EID_BLOCK,
     ) -> None:
-        """`floors`: per table, an eid this run must start at or above (the furthest
-        cursor, in case the marks were lost while the cursors were not)."""
-        marks = load_eid_marks(state)
+        """`floor(table)`: an eid this run's eids must be above (the furthest cursor, in
+        case the marks were lost while the cursors were not)."""
         self._state = state
+        self._marks = load_eid_marks(state)  # what is on disk (other tables' marks are kept)
+        self._floor = floor
         self._block = block
         self._lock = threading.Lock()
-        self.run_start = {t: max(marks.get(t, 1), (floors or {}).get(t, 0) + 1, 1) for t in tables}
-        self._others = {t: m for t, m in marks.items() if t not in self.run_start}
-        self._reserved = dict(self.run_start)  # nothing of this run is reserved yet
+        self._start: dict[str, int] = {}
+        self._reserved: dict[str, int] = {}  # nothing of this run is reserved yet
+
+    def start(self, table: str) -> int:
+        """The first eid `table` hands out in this run (its ring's next_eid)."""
+        with self._lock:
+            return self._start_locked(table)
+
+    def _start_locked(self, table: str) -> int:
+        if table not in self._start:
+            first = max(self._marks.get(table, 1), self._floor(table) + 1)
+            self._start[table] = first
+            self._reserved[table] = first
+        return self._start[table]
 
     def reserve(self, rings: Mapping[str, EventRing], incoming: int = 0) -> None:
         """Make the persisted marks cover `incoming` more events on every ring.
@@ -65,16 +76,12 @@ class EidReservation:
         """
         with self._lock:
             wanted = {
-                table: max(ring.last_eid + 1, self.run_start[table]) + incoming
+                table: max(ring.last_eid + 1, self._start_locked(table)) + incoming
                 for table, ring in rings.items()
             }
             if all(wanted[t] < self._reserved[t] for t in wanted):
                 return
             marks = {t: max(self._reserved[t], wanted[t] + self._block) for t in wanted}
-            save_eid_marks(self._state, {**self._others, **marks})
+            save_eid_marks(self._state, {**self._marks, **marks})
+            self._marks.update(marks)  # what is on disk now
             self._reserved.update(marks)
-
-    @property
-    def reserved(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._reserved)

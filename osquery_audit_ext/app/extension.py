@@ -41,7 +41,7 @@ def audit_tables(service: AuditService) -> list[Table]:
                 ring,
                 service.router.builder(name),
                 service.consumers,
-                service.eids.run_start[name],
+                service.eids.start(name),
             )
             for name, ring in rings.items()
         ),

@@ -64,6 +64,11 @@ class AuditService:
         self._lock = threading.Lock()
         self._started = False
 
+    def _ring(self, table: str) -> EventRing:
+        """An event table's ring, its eids continuing above every eid handed out before."""
+        ring = self.settings.ring
+        return EventRing(ring.capacity, ring.expiry, next_eid=self.eids.start(table))
+
     # -- events -> rows ---------------------------------------------------------------------
 
     def route_events(self, events: list[Event]) -> None:

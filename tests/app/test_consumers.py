@@ -45,10 +45,8 @@ class Run:
         self.clock = clock
         self.state = StateDir(path).open()
         self.cursors = ConsumerCursors(self.state, expiry, clock)
-        self.eids = EidReservation(
-            self.state, [TABLE], floors={TABLE: self.cursors.max_cursor(TABLE)}
-        )
-        self.ring = EventRing(capacity, expiry, clock, next_eid=self.eids.run_start[TABLE])
+        self.eids = EidReservation(self.state, floor=self.cursors.max_cursor)
+        self.ring = EventRing(capacity, expiry, clock, next_eid=self.eids.start(TABLE))
         self.eids.reserve({TABLE: self.ring})
 
     def append(self, count: int, pid: int = 100, when: float | None = None) -> list[int]:
@@ -61,7 +59,7 @@ class Run:
             TABLE,
             self.ring,
             consumer,
-            run_start=self.eids.run_start[TABLE],
+            run_start=self.eids.start(TABLE),
             narrowing=narrowing or Narrowing(),
         )
         return [eid for eid, *_ in entries]
@@ -167,7 +165,7 @@ def test_restart_neither_redelivers_nor_skips(tmp_path: Path):
     first.close()  # a crash: nothing but what was already saved survives
 
     second = Run(tmp_path, clock)
-    assert second.eids.run_start[TABLE] > max(before) + 3  # eids never go back
+    assert second.eids.start(TABLE) > max(before) + 3  # eids never go back
     assert second.read("siem") == []  # nothing of the first run handed out again
     after = second.append(4)
     assert min(after) > max(before)
@@ -186,7 +184,7 @@ def test_cursors_above_lost_eid_marks_still_start_the_run_above_them(tmp_path: P
     first.close()
     (tmp_path / f"{EIDS_DOC}.json").unlink()  # the marks lost, the cursors not
     second = Run(tmp_path, clock)
-    assert second.eids.run_start[TABLE] == 8
+    assert second.eids.start(TABLE) == 8
     assert second.read("siem") == []
     assert second.read("siem") == [] and second.append(2) == [8, 9]
     assert second.read("siem") == [8, 9]
@@ -224,7 +222,7 @@ def test_concurrent_reads_of_one_consumer_never_share_an_event(run: Run):
 
     threads = [threading.Thread(target=append)]
     threads += [threading.Thread(target=read, args=(i,)) for i in range(readers)]
-    run.ring = EventRing(total, 0, run.clock, next_eid=run.eids.run_start[TABLE])
+    run.ring = EventRing(total, 0, run.clock, next_eid=run.eids.start(TABLE))
     for t in threads:
         t.start()
     for t in threads:
@@ -237,8 +235,8 @@ def test_concurrent_reads_of_one_consumer_never_share_an_event(run: Run):
 
 def test_eid_marks_are_written_once_per_block(tmp_path: Path):
     state = StateDir(tmp_path).open()
-    reservation = EidReservation(state, [TABLE], block=100)
-    ring = EventRing(10, 0, next_eid=reservation.run_start[TABLE])
+    reservation = EidReservation(state, block=100)
+    ring = EventRing(10, 0, next_eid=reservation.start(TABLE))
     reservation.reserve({TABLE: ring})
     assert load_eid_marks(state) == {TABLE: 101}
     file = tmp_path / f"{EIDS_DOC}.json"
@@ -258,8 +256,8 @@ def test_eid_marks_keep_other_tables_and_ignore_junk(tmp_path: Path):
     (tmp_path / f"{EIDS_DOC}.json").write_text('{"process_events": 7, "bad": "x", "neg": -3}')
     assert load_eid_marks(state) == {TABLE: 7}
     save_eid_marks(state, {"user_events": 500, TABLE: 7})
-    reservation = EidReservation(state, [TABLE], block=10)
-    assert reservation.run_start == {TABLE: 7}
+    reservation = EidReservation(state, block=10)
+    assert reservation.start(TABLE) == 7 and reservation.start("new_events") == 1
     reservation.reserve({TABLE: EventRing(1, 0, next_eid=7)})
     assert load_eid_marks(state) == {"user_events": 500, TABLE: 17}
     state.close()
