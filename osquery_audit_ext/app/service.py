@@ -42,13 +42,9 @@ class AuditService:
         # Read before start() takes the directory's lock: a second instance fails there.
         self.state = StateDir(settings.state.directory())
         self.consumers = ConsumerCursors(self.state, ring.expiry)
-        tables = (PROCESS_EVENTS, SOCKET_EVENTS)
-        self.eids = EidReservation(
-            self.state, tables, floors={t: self.consumers.max_cursor(t) for t in tables}
-        )
-        start = self.eids.run_start
-        self.process_ring = EventRing(ring.capacity, ring.expiry, next_eid=start[PROCESS_EVENTS])
-        self.socket_ring = EventRing(ring.capacity, ring.expiry, next_eid=start[SOCKET_EVENTS])
+        self.eids = EidReservation(self.state, floor=self.consumers.max_cursor)
+        self.process_ring = self._ring(PROCESS_EVENTS)
+        self.socket_ring = self._ring(SOCKET_EVENTS)
         # accept on AF_UNIX cannot be filtered by the kernel rule: drop such rows, but only
         # when our rule alone produced them.
         self.router = EventRouter(
