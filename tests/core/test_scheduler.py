@@ -30,6 +30,16 @@ from osquery_audit_ext.sdk.plugin import QueryContext, Table
 from osquery_audit_ext.sdk.tablespec import parse_spec
 
 T0 = 1_764_598_000  # a multiple of 10 and of 60
+# osquery's addLegacyFieldsAndDecorations, in its order (osquery/core/query.cpp).
+LEGACY_FIELDS = [
+    "name",
+    "hostIdentifier",
+    "calendarTime",
+    "unixTime",
+    "epoch",
+    "counter",
+    "numerics",
+]
 
 
 class ListTable(Table):
@@ -132,17 +142,7 @@ def test_line_fields_types_and_order_are_osqueryds(tmp_path):
     h.step(0)
     (raw,) = h.raw()
     line = json.loads(raw)
-    assert list(line) == [
-        "name",
-        "hostIdentifier",
-        "calendarTime",
-        "unixTime",
-        "epoch",
-        "counter",
-        "numerics",
-        "columns",
-        "action",
-    ]
+    assert list(line) == [*LEGACY_FIELDS, "columns", "action"]
     assert line["name"] == "things" and isinstance(line["hostIdentifier"], str)
     assert line["unixTime"] == T0 and line["epoch"] == 0 and line["numerics"] is False
     assert line["calendarTime"] == calendar_time(T0) == "Mon Dec  1 14:06:40 2025 UTC"
@@ -161,17 +161,7 @@ def test_snapshots_go_to_the_snapshots_log_as_one_line_per_run(tmp_path):
     assert h.lines() == []
     snaps = h.lines(SNAPSHOTS_LOG)
     assert len(snaps) == 2
-    assert list(snaps[0]) == [
-        "snapshot",
-        "action",
-        "name",
-        "hostIdentifier",
-        "calendarTime",
-        "unixTime",
-        "epoch",
-        "counter",
-        "numerics",
-    ]
+    assert list(snaps[0]) == ["snapshot", "action", *LEGACY_FIELDS]
     assert snaps[0]["snapshot"] == [{"k": "a"}, {"k": "b"}] and snaps[0]["action"] == "snapshot"
     assert snaps[0]["counter"] == 0
 
@@ -185,17 +175,7 @@ def test_decorations_and_the_batch_format(tmp_path):
     h.things.rows = [{"k": "a", "n": 1}]
     h.step(0)
     (line,) = h.lines()
-    assert list(line) == [
-        "diffResults",
-        "name",
-        "hostIdentifier",
-        "calendarTime",
-        "unixTime",
-        "epoch",
-        "counter",
-        "numerics",
-        "decorations",
-    ]
+    assert list(line) == ["diffResults", *LEGACY_FIELDS, "decorations"]
     assert line["diffResults"] == {"removed": [], "added": [{"k": "a"}]}
     assert line["decorations"] == {"host_tag": "h1", "seq": "7"}
     assert line["hostIdentifier"] == "box-1" and line["epoch"] == 3
