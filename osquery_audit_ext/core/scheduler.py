@@ -41,7 +41,7 @@ PRODUCT_UUID = Path("/sys/class/dmi/id/product_uuid")
 
 @dataclass
 class _QueryState:
-    counter: int = 0
+    counter: int | None = None  # None until a run stored one (osquery's "<name>counter")
     previous: list[Row] | None = None  # None until the first run (a new epoch)
 
 
@@ -80,6 +80,11 @@ def _diff(previous: list[Row], current: list[Row]) -> tuple[list[Row], list[Row]
             remaining[key] -= 1
             removed.append(row)
     return added, removed
+
+
+def _next(stored: int | None) -> int:
+    """osquery's getQueryCounter without a reset: the stored counter + 1, or 0 if none."""
+    return 0 if stored is None else stored + 1
 
 
 class Scheduler:
@@ -198,12 +203,13 @@ class Scheduler:
             return
         state = self._states.setdefault(name, _QueryState())
         new_epoch = state.previous is None
+        counter = 1  # what osqueryd logs with when nothing stored a new one
         if scanned.event_based:
             state.previous = []
             added, removed = rows, []
-            if added:
-                state.counter = 1 if new_epoch else state.counter + 1
-            counter = state.counter if added else 1
+            if added:  # getQueryCounter(is_reset=new_epoch, reset_has_all_records=false)
+                counter = 1 if new_epoch else _next(state.counter)
+                state.counter = counter
         elif new_epoch:
             state.previous = rows
             added, removed = rows, []
@@ -212,10 +218,7 @@ class Scheduler:
             added, removed = _diff(state.previous or [], rows)
             if added or removed:
                 state.previous = rows
-                state.counter += 1
-                counter = state.counter
-            else:
-                counter = 1
+                state.counter = counter = _next(state.counter)
         if not scheduled.query.removed:
             removed = []
         if not added and not removed and counter != 0:

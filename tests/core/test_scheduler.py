@@ -136,6 +136,16 @@ def test_event_based_queries_log_every_row_as_added_without_a_diff(tmp_path):
     ]
 
 
+def test_event_counter_after_an_empty_first_run_is_osqueryds(tmp_path):
+    # osquery's getQueryCounter: no stored counter and no reset gives 0, then 1, 2, ...
+    h = Harness(tmp_path, schedule(ev={"query": "SELECT k FROM events", "interval": 10}))
+    h.step(0)
+    h.events.rows = [{"k": "x", "n": 1}]
+    h.step(10)
+    h.step(20)
+    assert [x["counter"] for x in h.lines()] == [0, 1]
+
+
 def test_line_fields_types_and_order_are_osqueryds(tmp_path):
     h = Harness(tmp_path, schedule(things={"query": "SELECT n, k FROM things", "interval": 10}))
     h.things.rows = [{"k": "tab\there", "n": 5}]
