@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sysdeps run test test-states test-vm bench lint ext clean
+.PHONY: install sysdeps run test test-states test-vm bench lint ext deb clean
 
 install: $(STAMP)
 
@@ -15,15 +15,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian's auditd (auditctl, ausearch, ausyscall) is the reference the tests compare against;
-# gcc builds the benchmark's storm generator, and gcc-multilib a 32-bit test program.
+# gcc builds the benchmark's storm generator, and gcc-multilib a 32-bit test program; strace
+# runs programs for `rules suggest`; dpkg-deb/dpkg build and test-install `make deb`.
 # Installed only where missing.
 sysdeps:
 	@if ! command -v auditctl >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1 || \
+	    ! command -v strace >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1 || \
 	    ! echo 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      auditd gcc gcc-multilib >/dev/null; \
-	  else echo "sysdeps: auditd/gcc/gcc-multilib missing and cannot apt-get install them (need root on Debian)"; fi; \
+	      auditd gcc gcc-multilib strace dpkg >/dev/null; \
+	  else echo "sysdeps: auditd/gcc/gcc-multilib/strace/dpkg missing and cannot apt-get install them (need root on Debian)"; fi; \
 	fi
 
 run: install
@@ -61,5 +63,10 @@ lint: install
 ext: install
 	$(BIN)/python scripts/build_ext.py --output osquery_audit_ext.ext
 
+# osquery-audit-ext_<version>_all.deb (dpkg-deb, offline): that .ext for /usr/bin/python3 in
+# /usr/local/lib/osquery/, the commented default config as a conffile, extensions.load kept.
+deb: install
+	$(BIN)/python scripts/build_deb.py --output-dir .
+
 clean:
-	rm -rf $(VENV) build dist *.ext
+	rm -rf $(VENV) build dist *.ext *.deb

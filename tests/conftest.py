@@ -34,12 +34,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--update-goldens",
         action="store_true",
         default=False,
-        help="rewrite the golden rows (tests/events/golden/*.rows.json) from the current code "
-        "instead of comparing with them; review the diff before committing",
+        help="rewrite the golden files (tests/events/golden/*.rows.json, "
+        "tests/audit/rule/golden/suggest/*.rules) from the current code instead of comparing "
+        "with them; review the diff before committing",
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test that takes the kernel fixture (directly or through kernel_rw, audit_enabled,
+    # running_auditd, auditctl) is a kernel test, so -m "not kernel" leaves it out too.
+    for item in items:
+        if "kernel" in getattr(item, "fixturenames", ()) and "kernel" not in item.keywords:
+            item.add_marker(pytest.mark.kernel)
     reason = kernel_audit_available()
     if reason is None:
         return

@@ -150,3 +150,15 @@ def test_load_applies_in_order_and_undoes_on_refusal(
 def test_list_filters_by_key(kernel: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["rules", "list", "-k", "oaetest_no_such_key_anywhere"]) == 0
     assert capsys.readouterr().out == "No rules\n"
+
+
+def test_load_check_only_parses(
+    tmp_path: Path, no_kernel: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "audit.rules"
+    rules.write_text(f"# ok\n-w /etc/passwd -p wa -k {KEY}_1\n-a always,exit -F arch=b64 -S open\n")
+    assert cli.main(["rules", "load", "--check", str(rules)]) == 0
+    assert capsys.readouterr().out == f"{rules}: 2 rules, all valid\n"
+    rules.write_text("-a always,exit -F arch=b64 -S bogus\n")
+    assert cli.main(["rules", "load", "--check", str(rules)]) == 1
+    assert f"{rules}:1: -S bogus" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,6 +175,11 @@ def status_checked(kernel: FakeKernel) -> None:
 def holder() -> Iterator[subprocess.Popen[bytes]]:
     """A live process to hold the audit pid (its comm is `sleep`)."""
     process = subprocess.Popen(["sleep", "60"])
+    # Between fork and exec the child is still `python`: wait until it is `sleep`.
+    comm = Path(f"/proc/{process.pid}/comm")
+    deadline = time.monotonic() + 10
+    while comm.read_text().strip() != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.001)
     yield process
     process.kill()
     process.wait()

@@ -469,6 +469,9 @@ def _msgtype_value(builder: _RuleBuilder, field_id: int, value: str, text: str) 
 def _string_value(builder: _RuleBuilder, field_id: int, value: str, text: str) -> str:
     if len(value.encode("utf-8", "surrogateescape")) > F.PATH_MAX:
         raise RuleSyntaxError(f"-F {text[:40]}...: value too long")
+    if field_id in (F.WATCH, F.DIR, F.EXE) and (not value.startswith("/") or value.endswith("/")):
+        # The kernel's audit_to_watch/audit_alloc_mark refuse these with EINVAL.
+        raise RuleSyntaxError(f"-F {text}: the path must start with '/' and not end with '/'")
     if field_id in (F.WATCH, F.DIR):
         builder.perm_added = True
     if field_id == F.EXE:

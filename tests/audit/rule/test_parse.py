@@ -228,3 +228,10 @@ def test_rules_file_lines_split_like_auditctl_r() -> None:
     assert split_rules_file_line("   ") == []
     assert split_rules_file_line("  # -w /etc/passwd") == []
     assert split_rules_file_line("#") == []
+
+
+@pytest.mark.parametrize("value", ["exe=./prog", "exe=/usr/bin/", "path=etc/passwd", "dir=/etc/"])
+def test_paths_the_kernel_refuses(value: str) -> None:
+    """audit_alloc_mark/audit_to_watch refuse (EINVAL) a path not starting or ending in /."""
+    with pytest.raises(RuleSyntaxError, match="must start with '/' and not end with '/'"):
+        parse_rule(f"-a always,exit -F arch=b64 -S open -F {value}", machine="x86_64")
