@@ -71,19 +71,21 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=self.stderr,
         )
-        wait_until(self.extension_pid, 60, "the audit extension to register")
 
     def query(self, sql: str) -> list[dict[str, str]]:
         return query(self.socket, sql, timeout=30).rows
 
     def extension_pid(self) -> int | None:
-        """The registered audit extension's pid (its audit_status answers), else None."""
+        """The pid of the audit extension, once it is registered and the only child."""
         if self.process.poll() is not None:
             self.stderr.seek(0)
             raise AssertionError(f"daemon exited: {self.stderr.read()}")
         children = []
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            children += (task / "children").read_text().split()
+            try:
+                children += (task / "children").read_text().split()
+            except OSError:
+                continue  # a thread that just ended
         try:
             rows = self.query(
                 "SELECT name FROM osquery_extensions WHERE name = 'osquery_audit_ext'"
@@ -118,7 +120,8 @@ def daemon_factory(kernel_rw, audit_enabled, tmp_path) -> Iterator:
 
     def start(schedule: dict, events: str = "process = true") -> Daemon:
         daemon = Daemon(tmp_path, schedule, events)
-        started.append(daemon)
+        started.append(daemon)  # stopped at teardown even when it never registers
+        wait_until(daemon.extension_pid, 60, "the audit extension to register")
         return daemon
 
     yield start
