@@ -53,7 +53,7 @@ def contents(target_python: tuple[int, int]) -> dict[str, bytes]:
     files: dict[str, bytes] = {"__main__.py": MAIN.encode(), "osquery/__init__.py": OSQUERY_INIT}
     sources = [
         tree(ROOT / PACKAGE, PACKAGE, PACKAGE_SUFFIXES),
-        tree(ROOT / "tables", f"{PACKAGE}/_tables", (".table",)),
+        tree(ROOT / "tables", f"{PACKAGE}/_tables", (".table", ".columns")),
         tree(package_dir("osquery") / "extensions", "osquery/extensions", (".py",)),
         tree(package_dir("thrift"), "thrift", (".py",)),
     ]

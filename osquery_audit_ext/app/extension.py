@@ -15,7 +15,7 @@ import osquery_audit_ext
 from ..sdk.plugin import Table
 from .service import AuditService
 from .settings import load_settings
-from .tables import AuditRulesTable, AuditStatusTable, EventTable
+from .tables import AuditConsumersTable, AuditRulesTable, AuditStatusTable, EventTable
 
 EXTENSION_NAME = "osquery_audit_ext"
 
@@ -30,12 +30,20 @@ def extension_argv() -> list[str]:
 
 def audit_tables(service: AuditService) -> list[Table]:
     """Every table the extension serves, each given only what it reads."""
+    rings = {**service.router.rings(), **service.other_rings}  # disabled tables: empty rings
     return [
         AuditRulesTable(service.settings.key),
         AuditStatusTable(service.status_stats),
+        AuditConsumersTable(service.consumers, rings),
         *(
-            EventTable(name, ring, service.router.builder(name))
-            for name, ring in {**service.other_rings, **service.router.rings()}.items()
+            EventTable(
+                name,
+                ring,
+                service.router.builder(name),
+                service.consumers,
+                service.eids.start(name),
+            )
+            for name, ring in rings.items()
         ),
     ]
 

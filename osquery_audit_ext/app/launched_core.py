@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ..errors import AuditExtError
 from .extension import EXTENSION_NAME, extension_argv
 from .settings import CONFIG_ENV, load_settings
+from .state import STATE_DIR_ENV
 
 if TYPE_CHECKING:
     from ..core.manager import EmbeddedCore
@@ -47,11 +48,17 @@ def launch_audit_extension(
     *,
     respawn: bool = False,
     register_timeout: float = REGISTER_TIMEOUT,
+    memory_state: bool = False,
 ) -> subprocess.Popen:
-    """Start our extension under a started core and wait until it has registered."""
+    """Start our extension under a started core and wait until it has registered.
+
+    memory_state: keep cursors and eid marks in memory (unless the config names a state
+    dir): for throwaway runs beside a running instance that owns the state directory."""
     env = dict(os.environ)
     if config:
         env[CONFIG_ENV] = os.path.abspath(config)
+    if memory_state:
+        env[STATE_DIR_ENV] = "-"
     process = core.launch(extension_argv(), env=env, respawn=respawn)
     core.wait_for_extension(EXTENSION_NAME, register_timeout, process=process)
     return process
@@ -63,6 +70,7 @@ def running_core(
     *,
     verbose: bool = False,
     register_timeout: float = REGISTER_TIMEOUT,
+    memory_state: bool = False,
     **core_options: float,
 ) -> Iterator[LocalCore]:
     """A started core in a private socket directory with the audit extension registered;
@@ -73,7 +81,9 @@ def running_core(
     core = core_class(os.path.join(directory, "shell.em"), verbose=verbose, **core_options)
     try:
         core.start()
-        process = launch_audit_extension(core, config, register_timeout=register_timeout)
+        process = launch_audit_extension(
+            core, config, register_timeout=register_timeout, memory_state=memory_state
+        )
         yield LocalCore(core, process)
     finally:
         core.stop()

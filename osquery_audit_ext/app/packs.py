@@ -1,4 +1,4 @@
-"""osquery query packs: validation, and their Fleet YAML form.
+"""Our query packs: the osquery packs in packs/ (parsed by core/packs.py) and their Fleet YAML.
 
 The JSON packs in packs/ are the single source; the Fleet YAML beside them is generated from
 them (`osquery-audit-ext packs fleet`) so the two never drift.
@@ -7,120 +7,24 @@ them (`osquery-audit-ext packs fleet`) so the two never drift.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
-PACK_KEYS = {"platform", "version", "shard", "discovery", "queries"}
-QUERY_KEYS = {
-    "query",
-    "interval",
-    "description",
-    "value",
-    "snapshot",
-    "removed",
-    "platform",
-    "version",
-    "shard",
-    "denylist",
-    "blacklist",
-}
-PLATFORMS = {"all", "any", "linux", "posix", "darwin", "windows", "freebsd"}
-MAX_INTERVAL = 604_800  # osquery's upper bound for a schedule interval (one week)
+from ..core.packs import Pack, PackQuery, load_pack, parse_pack
+from ..sdk.result import Scan
 
+__all__ = [
+    "FLEET_KEYS",
+    "Pack",
+    "PackQuery",
+    "fleet_yaml",
+    "load_pack",
+    "parse_pack",
+    "unbounded_event_scans",
+]
 
-@dataclass(frozen=True)
-class PackQuery:
-    name: str
-    query: str
-    interval: int
-    description: str
-    snapshot: bool
-    removed: bool
-    platform: str
-
-
-@dataclass(frozen=True)
-class Pack:
-    path: str
-    discovery: tuple[str, ...]
-    queries: tuple[PackQuery, ...]
-
-
-def _problem(path: str, where: str, text: str) -> str:
-    return f"{path}: {where}: {text}" if where else f"{path}: {text}"
-
-
-def parse_pack(path: str, text: str) -> tuple[Pack | None, list[str]]:
-    """Validate a pack's JSON shape; returns the pack (None if unusable) and every problem."""
-    problems: list[str] = []
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, [_problem(path, f"line {exc.lineno}", f"not valid JSON: {exc.msg}")]
-    if not isinstance(data, dict):
-        return None, [_problem(path, "", "a pack is a JSON object")]
-    for key in sorted(set(data) - PACK_KEYS):
-        problems.append(_problem(path, "", f"unknown pack key {key!r}"))
-    platform = data.get("platform", "all")
-    if not isinstance(platform, str) or not set(platform.split(",")) <= PLATFORMS:
-        problems.append(_problem(path, "platform", f"unknown platform {platform!r}"))
-    discovery = data.get("discovery", [])
-    if not isinstance(discovery, list) or not all(isinstance(q, str) for q in discovery):
-        problems.append(_problem(path, "discovery", "must be a list of SQL strings"))
-        discovery = []
-    queries = data.get("queries")
-    if not isinstance(queries, dict) or not queries:
-        problems.append(_problem(path, "queries", "must be a non-empty object of named queries"))
-        return None, problems
-    parsed = []
-    for name, spec in queries.items():
-        where = f"queries.{name}"
-        if not isinstance(spec, dict):
-            problems.append(_problem(path, where, "must be an object"))
-            continue
-        for key in sorted(set(spec) - QUERY_KEYS):
-            problems.append(_problem(path, where, f"unknown key {key!r}"))
-        sql = spec.get("query")
-        if not isinstance(sql, str) or not sql.strip():
-            problems.append(_problem(path, where, "needs a non-empty 'query'"))
-            continue
-        interval = spec.get("interval", 3600)
-        if isinstance(interval, str) and interval.isdigit():
-            interval = int(interval)  # osquery accepts intervals written as strings
-        if isinstance(interval, bool) or not isinstance(interval, int):
-            problems.append(_problem(path, where, f"interval must be an integer, got {interval!r}"))
-            continue
-        if not 1 <= interval <= MAX_INTERVAL:
-            problems.append(
-                _problem(path, where, f"interval {interval} is outside 1..{MAX_INTERVAL} seconds")
-            )
-        for flag in ("snapshot", "removed"):
-            if flag in spec and not isinstance(spec[flag], bool):
-                problems.append(_problem(path, where, f"{flag} must be true or false"))
-        qplatform = spec.get("platform", platform)
-        if not isinstance(qplatform, str) or not set(qplatform.split(",")) <= PLATFORMS:
-            problems.append(_problem(path, where, f"unknown platform {qplatform!r}"))
-            qplatform = "linux"
-        parsed.append(
-            PackQuery(
-                name=name,
-                query=sql.strip(),
-                interval=interval,
-                description=str(spec.get("description", "")),
-                snapshot=bool(spec.get("snapshot", False)),
-                removed=bool(spec.get("removed", True)),
-                platform=qplatform,
-            )
-        )
-    return Pack(path, tuple(discovery), tuple(parsed)), problems
-
-
-def load_pack(path: str) -> tuple[Pack | None, list[str]]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [f"{path}: cannot read: {exc}"]
-    return parse_pack(path, text)
+# The top-level key of a list of queries in Fleet's GitOps files: `reports` since Fleet
+# 4.82 (2026, when Fleet renamed queries to reports and teams to fleets), `queries` before
+# (still accepted by newer Fleet, with a deprecation warning).
+FLEET_KEYS = ("reports", "queries")
 
 
 def _yaml_str(value: str) -> str:
@@ -128,11 +32,15 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def fleet_yaml(packs: list[Pack]) -> str:
-    """Fleet's queries YAML (a `queries:` list, as in GitOps default.yml or team files)."""
+def fleet_yaml(packs: list[Pack], key: str = "reports") -> str:
+    """Fleet's GitOps list of scheduled queries (default.yml, fleets/*.yml or a lib file)."""
+    if key not in FLEET_KEYS:
+        raise ValueError(f"Fleet key must be one of {FLEET_KEYS}")
+    since = "Fleet 4.82 and later" if key == "reports" else "Fleet before 4.82"
     lines = [
         "# Generated from packs/*.conf by `osquery-audit-ext packs fleet`: edit the packs, not this.",
-        "queries:",
+        f"# `{key}:` as GitOps files spell it in {since}.",
+        f"{key}:",
     ]
     for pack in packs:
         for q in pack.queries:
@@ -153,3 +61,15 @@ def fleet_yaml(packs: list[Pack]) -> str:
                 "    automations_enabled: true",
             ]
     return "\n".join(lines) + "\n"
+
+
+def unbounded_event_scans(scans: tuple[Scan, ...]) -> list[str]:
+    """Event tables a scheduled query read with neither a consumer nor a time constraint:
+    osqueryd would log the whole ring at every run."""
+    return sorted(
+        {
+            scan.table
+            for scan in scans
+            if scan.event_based and not scan.constrained & {"consumer", "time"}
+        }
+    )

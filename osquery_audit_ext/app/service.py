@@ -14,12 +14,20 @@ import time
 
 from ..audit.control import AuditControl
 from ..audit.rule.codec import canonical_rule_data
-from ..errors import AuditExtError
+from ..errors import AuditExtError, StateError
 from ..events.coalesce import Event
 from ..events.file_rows import FilePaths
 from ..events.reader import AuditReader
 from ..events.ring import EventRing
-from ..events.routing import OTHER_TABLE_SWITCHES, EventRouter, other_tables
+from ..events.routing import (
+    OTHER_TABLE_SWITCHES,
+    PROCESS_EVENTS,
+    SOCKET_EVENTS,
+    EventRouter,
+    other_tables,
+)
+from .consumers import ConsumerCursors
+from .eids import EidReservation
 from .managed_rules import desired_rule_texts, encode_rule_texts, rule_keys
 from .settings import Settings
 from .state import StateDir
@@ -38,13 +46,15 @@ class AuditService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         ring = settings.ring
-        self.process_ring = EventRing(ring.capacity, ring.expiry)
-        self.socket_ring = EventRing(ring.capacity, ring.expiry)
+        # Read before start() takes the directory's lock: a second instance fails there.
+        self.state = StateDir(settings.state.directory())
+        self.consumers = ConsumerCursors(self.state, ring.expiry)
+        self.eids = EidReservation(self.state, floor=self.consumers.max_cursor)
+        self.process_ring = self._ring(PROCESS_EVENTS)
+        self.socket_ring = self._ring(SOCKET_EVENTS)
         # One ring per other table (user_events, process_file_events, ...); a table turned
         # off keeps its empty ring, so queries and packs naming it still run (as in osquery).
-        self.other_rings = {
-            name: EventRing(ring.capacity, ring.expiry) for name in OTHER_TABLE_SWITCHES
-        }
+        self.other_rings = {name: self._ring(name) for name in OTHER_TABLE_SWITCHES}
         enabled = other_tables(vars(settings.events))
         # accept on AF_UNIX cannot be filtered by the kernel rule: drop such rows, but only
         # when our rule alone produced them.
@@ -58,17 +68,25 @@ class AuditService:
             fim_accesses=settings.events.fim_accesses,
         )
         self.reader: AuditReader | None = None
-        self.state = StateDir(settings.state.directory())
         self._desired = encode_rule_texts(desired_rule_texts(settings))
         self._installed: list[bytes] = []  # rules we added, to remove on exit
         self._saved_control: dict[str, int] = {}  # settings we changed, with their old values
         self._lock = threading.Lock()
         self._started = False
 
+    def _ring(self, table: str) -> EventRing:
+        """An event table's ring, its eids continuing above every eid handed out before."""
+        ring = self.settings.ring
+        return EventRing(ring.capacity, ring.expiry, next_eid=self.eids.start(table))
+
     # -- events -> rows ---------------------------------------------------------------------
 
     def route_events(self, events: list[Event]) -> None:
         """Reader-thread sink: each completed event becomes at most one ring entry."""
+        try:
+            self.eids.reserve(self.router.rings(), len(events))  # eids only below a saved mark
+        except StateError as exc:  # keep the events; the reservation is retried next batch
+            log.error("cannot reserve eids: %s", exc)
         self.router.route(events)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -80,6 +98,7 @@ class AuditService:
             self._started = True
         try:
             self.state.open()  # first: a second instance on the same dir stops here
+            self.eids.reserve(self.router.rings())
             with AuditControl() as control:
                 self._apply_control(control)
             self.reader = AuditReader(self.settings.mode, self.settings.reader, self.route_events)

@@ -47,10 +47,9 @@ class StateSettings:
     dir: str = ""
 
     def directory(self) -> str | None:
-        """The directory to open, or None for memory only."""
-        if self.dir == "-":
-            return None
-        return self.dir or default_state_dir()
+        """The directory to open, or None for memory only ("-", here or in the env var)."""
+        path = self.dir or default_state_dir()
+        return None if path == "-" else path
 
 
 class StateDir:

@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterable
 from ..audit.control import AuditControl, owner_process
 from ..audit.rule.codec import decode_rule
 from ..audit.rule.format import describe_rule, format_rule
-from ..events.ring import EventRing
+from ..errors import AuditExtError
+from ..events.ring import Entry, EventRing
 from ..sdk.plugin import QueryContext, Table
 from ..sdk.tablespec import load_spec
+from .consumers import ConsumerCursors, Narrowing
 
 # Rows carry eid as osquery does: zero-padded text, so text order is numeric order.
 EID_WIDTH = 10
@@ -82,17 +84,27 @@ class AuditStatusTable(Table):
 
 class EventTable(Table):
     """An evented table over a ring: time, eid and pid constraints narrow the scan, and rows
-    are built (from the event's records) only when the query uses more than eid, time, pid."""
+    are built (from the event's records) only when the query uses more than eid, time, pid.
 
-    INDEX_COLUMNS = frozenset({"eid", "time", "pid"})
+    `consumer = 'NAME'` (a hidden column every event_based spec gets) turns a query into a
+    read of NAME's cursor: only events NAME has not been given (consumers.py)."""
+
+    INDEX_COLUMNS = frozenset({"eid", "time", "pid", "consumer"})
 
     def __init__(
-        self, name: str, ring: EventRing, build_row: Callable[[object], dict | None]
+        self,
+        name: str,
+        ring: EventRing,
+        build_row: Callable[[object], dict | None],
+        consumers: ConsumerCursors | None = None,
+        run_start: int = 1,
     ) -> None:
         self.spec = load_spec(name)
         self.index_columns = self.INDEX_COLUMNS & set(self.spec.column_names)
         self.ring = ring
         self.build_row = build_row
+        self.consumers = consumers
+        self.run_start = run_start  # the first eid this run hands out (consumers.py)
 
     def generate(self, context: QueryContext) -> Iterable[dict[str, object]]:
         time_min, time_max = context.int_bounds("time")
@@ -102,18 +114,23 @@ class EventTable(Table):
             return []  # eid = 'not-a-number' matches nothing
         if context.equals("pid") and not pids:
             return []
-        entries = self.ring.query(
+        narrowing = Narrowing(
             time_min=time_min,
             time_max=time_max,
             eid_min=min(eids) if eids else None,
             eid_max=max(eids) if eids else None,
             pids=set(pids) if pids else None,
         )
+        consumers = set(context.equals("consumer"))
+        if len(consumers) > 1:
+            return []  # consumer = 'a' AND consumer = 'b' matches nothing: move no cursor
+        consumer = consumers.pop() if consumers else None
+        entries = self._entries(consumer, narrowing)
         used = context.cols_used
         if used is not None and used <= self.INDEX_COLUMNS:
             # count(*) and the like: the ring's index answers without building rows.
             rows = [
-                {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid}
+                {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid, "consumer": consumer}
                 for eid, when, pid, _item in entries
             ]
             if len(self.index_columns) < len(self.INDEX_COLUMNS):  # e.g. selinux_events: no pid
@@ -130,5 +147,45 @@ class EventTable(Table):
             if row is None:
                 continue
             row["eid"] = str(eid).zfill(EID_WIDTH)
+            row["consumer"] = consumer  # SQLite re-checks the constraint on every row
             rows.append({n: row.get(n) for n in wanted})
         return rows
+
+    def _entries(self, consumer: str | None, narrowing: Narrowing) -> list[Entry]:
+        if consumer is None:
+            return self.ring.query(
+                time_min=narrowing.time_min,
+                time_max=narrowing.time_max,
+                eid_min=narrowing.eid_min,
+                eid_max=narrowing.eid_max,
+                pids=narrowing.pids,
+            )
+        if self.consumers is None:
+            raise AuditExtError(f"{self.name}: consumer cursors are not available here")
+        return self.consumers.read(
+            self.name, self.ring, consumer, run_start=self.run_start, narrowing=narrowing
+        )
+
+
+class AuditConsumersTable(Table):
+    """One row per (event table, consumer): where its cursor is and what it missed."""
+
+    spec = load_spec("audit_consumers")
+
+    def __init__(self, consumers: ConsumerCursors, rings: dict[str, EventRing]) -> None:
+        self.consumers = consumers
+        self.rings = rings
+
+    def generate(self, context: QueryContext) -> Iterable[dict[str, object]]:
+        return [
+            {
+                "table_name": row.table,
+                "consumer": row.consumer,
+                "cursor_eid": str(row.state.cursor).zfill(EID_WIDTH),
+                "delivered": row.state.delivered,
+                "missed": row.state.missed,
+                "pending": row.pending,
+                "last_read": int(row.state.last_read),
+            }
+            for row in self.consumers.rows(self.rings)
+        ]

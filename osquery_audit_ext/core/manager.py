@@ -30,7 +30,7 @@ from osquery.extensions.ttypes import (
 from .. import __version__
 from ..errors import AuditExtError
 from ..sdk.plugin import Table, failure_response
-from ..sdk.result import QueryResult
+from ..sdk.result import QueryResult, ScannedResult
 from ..sdk.transport import ThriftConnectError, UnixThriftServer, connect, remove_stale_socket
 from .builtin import OsqueryExtensionsTable, TimeTable
 from .registry import ExtensionRegistry
@@ -295,6 +295,9 @@ class EmbeddedCore:
 
     def query(self, sql: str) -> QueryResult:
         return self.engine.query(sql)
+
+    def query_scanned(self, sql: str) -> ScannedResult:
+        return self.engine.query_scanned(sql)
 
     def query_columns(self, sql: str) -> list[tuple[str, str]]:
         return self.engine.query_columns(sql)

@@ -30,6 +30,7 @@ from osquery.extensions.ttypes import ExtensionResponse
 from ..errors import AuditExtError
 from ..sdk.columns import (
     ADDITIONAL,
+    ATTRIBUTE_BITS,
     BIGINT,
     BLOB,
     DOUBLE,
@@ -47,7 +48,7 @@ from ..sdk.plugin import (
     LESS_THAN,
     LESS_THAN_OR_EQUALS,
 )
-from ..sdk.result import QueryResult
+from ..sdk.result import QueryResult, Scan, ScannedResult
 from ..sdk.values import column_type, column_value, json_string, parse_rowid, result_text
 from .tabledef import TableDef
 
@@ -170,12 +171,16 @@ def _value_array(definition: TableDef, fields: Sequence[object]) -> str:
     return "[" + ",".join(items) + "]"
 
 
+_EVENT_BASED = ATTRIBUTE_BITS["event_based"]
+
+
 class _VirtualTable:
     """One plugin table inside one query's connection."""
 
-    def __init__(self, source: TableSource, definition: TableDef) -> None:
+    def __init__(self, source: TableSource, definition: TableDef, scans: list[Scan]) -> None:
         self.source = source
         self.definition = definition
+        self.scans = scans  # the query's record of its generate calls
         self.plans: dict[int, _Plan] = {}
         self._ids = itertools.count()
         self.has_required = any(c.options & REQUIRED for c in definition.columns)
@@ -309,6 +314,13 @@ class _Cursor:
             )
             raise SQLError("constraint failed")
         context = generate_context(definition, constraints, plan.cols_used, plan.cols_used_bitset)
+        table.scans.append(
+            Scan(
+                definition.name,
+                bool(definition.attributes & _EVENT_BASED),
+                frozenset(name for name, terms in constraints.items() if terms),
+            )
+        )
         response = table.source.call({"action": "generate", "context": context})
         if response.status is None or response.status.code != 0:
             raise SQLError(response.status.message if response.status else "no status")
@@ -343,9 +355,10 @@ class _Cursor:
 
 
 class _Module:
-    def __init__(self, source: TableSource, default_index: bool) -> None:
+    def __init__(self, source: TableSource, default_index: bool, scans: list[Scan]) -> None:
         self.source = source
         self.default_index = default_index
+        self.scans = scans
 
     def Connect(
         self, connection: Any, modulename: str, databasename: str, tablename: str, *args: str
@@ -361,7 +374,7 @@ class _Module:
             default_index=self.default_index,
         )
         statement = definition.create_statement(is_extension=self.source.is_extension)
-        return statement, _VirtualTable(self.source, definition)
+        return statement, _VirtualTable(self.source, definition, self.scans)
 
     Create = Connect
 
@@ -374,13 +387,14 @@ class SQLEngine:
     default_index: bool = True
     nullvalue: str = ""
 
-    def _connect(self) -> apsw.Connection:
+    def _connect(self, scans: list[Scan] | None = None) -> apsw.Connection:
         conn = apsw.Connection(":memory:")
         sources = self.sources()
+        scans = [] if scans is None else scans
         for name, source in sources.items():
             conn.create_module(
                 name,
-                _Module(source, self.default_index),
+                _Module(source, self.default_index, scans),
                 use_bestindex_object=True,
                 eponymous=True,
                 read_only=not source.is_extension,
@@ -395,7 +409,12 @@ class SQLEngine:
 
     def query(self, sql: str) -> QueryResult:
         """Every statement of `sql`; rows map column names to strings (NULL as nullvalue)."""
-        conn = self._connect()
+        return self.query_scanned(sql).result
+
+    def query_scanned(self, sql: str) -> ScannedResult:
+        """query(), and the generate calls it made (table, event-based, constrained columns)."""
+        scans: list[Scan] = []
+        conn = self._connect(scans)
         try:
             cursor = conn.cursor()
             names: list[list[str]] = []
@@ -409,7 +428,7 @@ class SQLEngine:
                 {name: result_text(value, self.nullvalue) for name, value in zip(names[-1], values)}
                 for values in cursor.execute(sql)
             ]
-            return QueryResult(rows, names[0] if names else [])
+            return ScannedResult(QueryResult(rows, names[0] if names else []), tuple(scans))
         except SQLError:
             raise
         except apsw.Error as exc:

@@ -7,7 +7,7 @@ after the lock is released.
 The ring holds what a query filters on (time, pid) and an opaque item (the event in the
 compact form routing.py keeps); rows are built from items only for the entries a query
 returns. time and pid ints that repeat are shared. eids are ints, assigned 1, 2, 3 ... per
-ring in append order; eviction removes from the front, so the ring always holds a contiguous
+ring in append order (from `next_eid`); eviction removes from the front, so the ring always holds a contiguous
 eid range and an eid maps to an index by subtraction (eids are not stored).
 
 Times are mostly but not strictly increasing (a blocking accept() carries the time it
@@ -38,14 +38,21 @@ class EventRing:
     `capacity` bounds the entry count (oldest evicted first). `expiry` (seconds) bounds age:
     an entry whose `time` is more than `expiry` before the clock is evicted, oldest first;
     0 turns age eviction off (as osquery's events_expiry=0). The clock defaults to
-    time.time; pass another for deterministic tests.
+    time.time; pass another for deterministic tests. `next_eid` is the eid of the first
+    entry appended: a restarted extension continues above every eid it ever handed out.
     """
 
     def __init__(
-        self, capacity: int, expiry: float, clock: Callable[[], float] = time.time
+        self,
+        capacity: int,
+        expiry: float,
+        clock: Callable[[], float] = time.time,
+        next_eid: int = 1,
     ) -> None:
         if capacity < 1:
             raise ValueError("ring capacity must be at least 1")
+        if next_eid < 1:
+            raise ValueError("eids start at 1")
         self._capacity = capacity
         self.expiry = expiry
         self._clock = clock
@@ -55,8 +62,8 @@ class EventRing:
         self._running_max: list[int | float] = []  # max of time over entries[0..i]
         self._lags: deque[tuple[int, int | float]] = deque()  # (eid, lag), lags decreasing
         self._start = 0  # index of the oldest entry held
-        self._first_eid = 1  # eid of entries[_start]
-        self._next_eid = 1
+        self._first_eid = next_eid  # eid of entries[_start]
+        self._next_eid = next_eid
         self._evicted = 0
         self._evicted_by_age = 0
         self._next_expire = float("-inf")

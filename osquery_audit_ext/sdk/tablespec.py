@@ -3,6 +3,10 @@
 Specs live in the top-level ``tables/`` folder as ``NAME.table`` TOML files (packaged as
 ``osquery_audit_ext/_tables``). Plugins, the osquery routes, the README and the tests all
 derive from them; nothing else restates a schema.
+
+Columns every table with a given attribute shares live once in ``ATTRIBUTE.columns`` beside
+the specs (e.g. ``event_based.columns``): they are appended to each spec declaring that
+attribute, so a new table gets them by declaring the attribute alone.
 """
 
 from __future__ import annotations
@@ -98,17 +102,11 @@ def spec_dir() -> Traversable:
     raise SpecError(f"no table specs found in {packaged} or {checkout}")
 
 
-def parse_spec(text: str, origin: str = "<spec>") -> TableSpec:
-    try:
-        data = toml.loads(text)
-    except toml.TOMLDecodeError as exc:
-        raise SpecError(f"{origin}: {exc}") from None
-    known = {"name", "description", "columns", "attributes", "examples", "notes"}
-    unknown = set(data) - known
-    if unknown:
-        raise SpecError(f"{origin}: unknown keys {sorted(unknown)}")
+def _parse_columns(raw_columns: object, origin: str) -> list[Column]:
+    if not isinstance(raw_columns, list):
+        raise SpecError(f"{origin}: columns must be a list of tables")
     columns = []
-    for i, raw in enumerate(data.get("columns", [])):
+    for i, raw in enumerate(raw_columns):
         extra = set(raw) - {"name", "type", "description", "options"}
         if extra or "name" not in raw or "type" not in raw:
             raise SpecError(f"{origin}: column {i} needs name and type, has {sorted(raw)}")
@@ -120,13 +118,31 @@ def parse_spec(text: str, origin: str = "<spec>") -> TableSpec:
         if bad:
             raise SpecError(f"{origin}: column {raw['name']}: unknown options {bad}")
         columns.append(Column(raw["name"], ctype, raw.get("description", ""), options))
-    names = [c.name for c in columns]
-    if len(set(names)) != len(names) or not names:
-        raise SpecError(f"{origin}: columns must be present and unique")
+    return columns
+
+
+def parse_spec(
+    text: str, origin: str = "<spec>", shared: dict[str, tuple[Column, ...]] | None = None
+) -> TableSpec:
+    """A spec from its TOML; `shared` maps an attribute to the columns its tables all get."""
+    try:
+        data = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
+        raise SpecError(f"{origin}: {exc}") from None
+    known = {"name", "description", "columns", "attributes", "examples", "notes"}
+    unknown = set(data) - known
+    if unknown:
+        raise SpecError(f"{origin}: unknown keys {sorted(unknown)}")
+    columns = _parse_columns(data.get("columns", []), origin)
     attributes = tuple(data.get("attributes", ()))
     bad = [a for a in attributes if a not in ATTRIBUTE_BITS]
     if bad:
         raise SpecError(f"{origin}: unknown attributes {bad}")
+    for attribute in attributes:
+        columns.extend((shared or {}).get(attribute, ()))
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names) or not names:
+        raise SpecError(f"{origin}: columns must be present and unique")
     return TableSpec(
         name=data["name"],
         description=data.get("description", ""),
@@ -139,11 +155,28 @@ def parse_spec(text: str, origin: str = "<spec>") -> TableSpec:
 
 
 @functools.cache
+def shared_columns() -> dict[str, tuple[Column, ...]]:
+    """attribute -> the columns of its ``ATTRIBUTE.columns`` file beside the specs."""
+    shared = {}
+    for attribute in ATTRIBUTE_BITS:
+        path = spec_dir() / f"{attribute}.columns"
+        if path.is_file():
+            try:
+                data = toml.loads(path.read_text(encoding="utf-8"))
+            except toml.TOMLDecodeError as exc:
+                raise SpecError(f"{path}: {exc}") from None
+            if set(data) != {"columns"}:
+                raise SpecError(f"{path}: holds only [[columns]]")
+            shared[attribute] = tuple(_parse_columns(data["columns"], str(path)))
+    return shared
+
+
+@functools.cache
 def load_spec(name: str) -> TableSpec:
     path = spec_dir() / f"{name}.table"
     if not path.is_file():
         raise SpecError(f"no spec for table {name!r} in {spec_dir()}")
-    spec = parse_spec(path.read_text(encoding="utf-8"), str(path))
+    spec = parse_spec(path.read_text(encoding="utf-8"), str(path), shared_columns())
     if spec.name != name:
         raise SpecError(f"{path}: declares table {spec.name!r}")
     return spec

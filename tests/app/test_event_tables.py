@@ -10,7 +10,9 @@ import tempfile
 import pytest
 from helpers.goldens import RECORDS_GOLDEN
 
-from osquery_audit_ext.app.tables import EID_WIDTH, EventTable
+from osquery_audit_ext.app.consumers import ConsumerCursors
+from osquery_audit_ext.app.state import StateDir
+from osquery_audit_ext.app.tables import EID_WIDTH, AuditConsumersTable, EventTable
 from osquery_audit_ext.core.manager import EmbeddedCore
 from osquery_audit_ext.events.ring import EventRing
 from osquery_audit_ext.sdk.plugin import QueryContext
@@ -123,7 +125,7 @@ def test_only_used_columns_are_sent(served):
     core, table, _rows = served
     # osquery declares index columns as the PRIMARY KEY of a WITHOUT ROWID table, so SQLite
     # counts them as used in every query; nothing else is sent for count(*).
-    key = {"pid", "time", "eid"}
+    key = {"pid", "time", "eid", "consumer"}
     built = table.built
     query(core, "SELECT count(*) FROM process_events")
     assert table.built == built  # answered from the ring's index: no row built
@@ -200,3 +202,92 @@ def test_other_tables_through_sql(all_tables):
         all_tables, "SELECT code, syscall FROM seccomp_events WHERE pid = 29887 LIMIT 1"
     )
     assert logged == {"code": "LOG", "syscall": "getppid"}
+
+
+@pytest.fixture
+def consumed(tmp_path):
+    """A table with consumer cursors in a real state directory, served by the core."""
+    state = StateDir(tmp_path / "state").open()
+    ring = EventRing(capacity=1000, expiry=0)
+    cursors = ConsumerCursors(state, expiry=0)
+    table = EventTable("process_events", ring, dict, cursors)
+    directory = tempfile.mkdtemp(prefix="oae-t")
+    core = EmbeddedCore(os.path.join(directory, "t.em"))
+    core.add_table(table)
+    core.add_table(AuditConsumersTable(cursors, {"process_events": ring}))
+    core.start()
+
+    def add(count: int, pid: int = 7) -> None:
+        template = golden_process_rows()[0]
+        for _ in range(count):
+            ring.append(1_700_000_000, pid, {**template, "pid": pid})
+
+    try:
+        yield core, add
+    finally:
+        core.stop()
+        state.close()
+
+
+def test_consumer_is_hidden_forwarded_and_reads_each_event_once(consumed):
+    core, add = consumed
+    add(5)
+    sql = "SELECT eid, pid, cmdline FROM process_events WHERE consumer = 'pack_a_q'"
+    first = query(core, sql)
+    assert [r["eid"] for r in first] == [str(i).zfill(EID_WIDTH) for i in range(1, 6)]
+    assert query(core, sql) == []
+    add(2)
+    assert len(query(core, sql)) == 2
+    # Without a consumer, the ring as before; and consumer stays out of SELECT *.
+    star = query(core, "SELECT * FROM process_events")
+    assert len(star) == 7 and "consumer" not in star[0]
+    assert (
+        query(core, "SELECT consumer FROM process_events WHERE consumer = 'x'")
+        == [{"consumer": "x"}] * 7
+    )
+    assert query(core, "SELECT count(*) AS n FROM process_events WHERE consumer = 'x'") == [
+        {"n": "0"}
+    ]
+
+
+def test_other_constraints_narrow_a_consumer_query(consumed):
+    core, add = consumed
+    add(3, pid=1)
+    add(2, pid=2)
+    sql = "SELECT pid FROM process_events WHERE consumer = 'c' AND pid = 2"
+    assert [r["pid"] for r in query(core, sql)] == ["2", "2"]
+    add(1, pid=1)
+    filtered = "SELECT pid FROM process_events WHERE consumer = 'c' AND cmdline LIKE 'nomatch%'"
+    assert query(core, filtered) == []  # SQLite filters; the cursor still moves past it
+    assert query(core, "SELECT pid FROM process_events WHERE consumer = 'c'") == []
+
+
+def test_consumers_in_one_query_and_contradictions(consumed):
+    core, add = consumed
+    add(3)
+    # An IN list: one generate call per consumer, each gets its own copy.
+    both = query(core, "SELECT consumer FROM process_events WHERE consumer IN ('a', 'b')")
+    assert sorted(r["consumer"] for r in both) == ["a"] * 3 + ["b"] * 3
+    # Two different consumers in one call match nothing and move no cursor.
+    assert query(core, "SELECT 1 FROM process_events WHERE consumer = 'c' AND consumer = 'd'") == []
+    assert len(query(core, "SELECT 1 FROM process_events WHERE consumer = 'c'")) == 3
+
+
+def test_audit_consumers_lists_every_cursor(consumed):
+    core, add = consumed
+    add(4)
+    query(core, "SELECT eid FROM process_events WHERE consumer = 'siem'")
+    add(2)
+    rows = query(core, "SELECT * FROM audit_consumers")
+    assert rows == [
+        {
+            "table_name": "process_events",
+            "consumer": "siem",
+            "cursor_eid": "4".zfill(EID_WIDTH),
+            "delivered": "4",
+            "missed": "0",
+            "pending": "2",
+            "last_read": rows[0]["last_read"],
+        }
+    ]
+    assert int(rows[0]["last_read"]) > 1_700_000_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,13 +32,25 @@ def test_shipped_packs_are_valid(path):
     assert pack is not None and pack.queries
 
 
-def test_fleet_yaml_is_generated_from_the_packs():
+@pytest.mark.parametrize(
+    ("key", "file"), [("reports", "audit-reports.yml"), ("queries", "audit-queries.yml")]
+)
+def test_fleet_yaml_is_generated_from_the_packs(key, file):
     packs = [load_pack(str(p))[0] for p in PACK_FILES]
-    expected = fleet_yaml(packs)
-    assert (PACKS_DIR / "fleet" / "audit-queries.yml").read_text() == expected, (
-        "packs/fleet/audit-queries.yml is stale: run `osquery-audit-ext packs fleet "
-        "packs/*.conf > packs/fleet/audit-queries.yml`"
+    text = (PACKS_DIR / "fleet" / file).read_text()
+    assert text == fleet_yaml(packs, key), (
+        f"packs/fleet/{file} is stale: run `osquery-audit-ext packs fleet --key {key} "
+        f"packs/*.conf > packs/fleet/{file}`"
     )
+    assert f"\n{key}:\n  - name: " in text
+
+
+@pytest.mark.parametrize("path", PACK_FILES, ids=lambda p: p.name)
+def test_every_event_table_query_names_itself_as_consumer(path):
+    pack, _ = load_pack(str(path))
+    for q in pack.queries:
+        if re.search(r"\bFROM\s+(process|socket)_events\b", q.query):
+            assert f"consumer = '{q.name}'" in q.query, q.name
 
 
 def test_fleet_yaml_logging_modes():
@@ -96,7 +109,7 @@ def test_every_pack_query_runs_against_our_tables(capsys):
 
     assert main(["packs", "check", *map(str, PACK_FILES)]) == 0
     out = capsys.readouterr().out
-    assert "0 problem(s): ok" in out
+    assert "0 problem(s), 0 warning(s): ok" in out
 
 
 @pytest.mark.kernel
@@ -110,3 +123,27 @@ def test_a_query_on_a_missing_column_is_reported(tmp_path, capsys):
     assert main(["packs", "check", str(pack)]) == 1
     err = capsys.readouterr().err
     assert f"{pack}: queries.typo: " in err and "cmdlin" in err
+
+
+@pytest.mark.kernel
+def test_event_queries_without_consumer_or_time_are_warned_about(tmp_path, capsys):
+    from osquery_audit_ext.cli import main
+
+    pack = tmp_path / "loose.conf"
+    queries = {
+        "everything": {"query": "SELECT pid FROM process_events;"},
+        "by_pid": {"query": "SELECT pid FROM process_events WHERE pid = 1;"},
+        "windowed": {
+            "query": "SELECT pid FROM process_events WHERE time > (SELECT unix_time FROM time) - 60;"
+        },
+        "consumed": {"query": "SELECT pid FROM process_events WHERE consumer = 'consumed';"},
+        "status": {"query": "SELECT enabled FROM audit_status;"},
+    }
+    pack.write_text(json.dumps({"queries": queries}))
+    assert main(["packs", "check", str(pack)]) == 0
+    captured = capsys.readouterr()
+    warned = sorted(
+        line.split(": ")[2] for line in captured.err.splitlines() if line.startswith("warning:")
+    )
+    assert warned == ["queries.by_pid", "queries.everything"]
+    assert "0 problem(s), 2 warning(s): ok" in captured.out

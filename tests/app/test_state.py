@@ -112,6 +112,9 @@ def test_settings_choose_the_directory(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert settings_from_dict({"state": {"dir": "-"}}).state.directory() is None
     monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path))
     assert StateSettings().directory() == str(tmp_path)
+    monkeypatch.setenv(STATE_DIR_ENV, "-")  # memory, for throwaway instances (packs check)
+    assert StateSettings().directory() is None
+    assert StateSettings("/srv/oae").directory() == "/srv/oae"  # a named dir still wins
     monkeypatch.delenv(STATE_DIR_ENV)
     assert StateSettings().directory() == DEFAULT_STATE_DIR
     with pytest.raises(ConfigError, match="state: unknown key 'path'"):

@@ -123,9 +123,21 @@ def test_compaction_keeps_eids_and_order() -> None:
     assert field(ring.query(time_min=5990), "eid") == list(range(4991, 5001))
 
 
+def test_eids_continue_from_next_eid() -> None:
+    ring = EventRing(capacity=3, expiry=10**9, clock=Clock(), next_eid=70_000)
+    assert ring.last_eid == 69_999 and ring.query() == []
+    for pid in range(5):
+        put(ring, pid, 1000)
+    assert field(ring.query(), "eid") == [70_002, 70_003, 70_004]
+    assert field(ring.query(eid_min=70_003, eid_max=70_003), "pid") == [3]
+    assert ring.query(eid_max=70_001) == [] and ring.last_eid == 70_004
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         EventRing(capacity=0, expiry=1)
+    with pytest.raises(ValueError):
+        EventRing(capacity=1, expiry=1, next_eid=0)
 
 
 @st.composite

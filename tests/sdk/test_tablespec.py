@@ -75,7 +75,25 @@ OSQUERY_TABLES = {
 
 def test_all_specs_load():
     names = [s.name for s in all_specs()]
-    assert names == sorted(["audit_rules", "audit_status", *OSQUERY_TABLES])
+    assert names == sorted(["audit_consumers", "audit_rules", "audit_status", *OSQUERY_TABLES])
+
+
+def test_every_event_table_gets_the_shared_consumer_column():
+    for spec in all_specs():
+        consumer = spec.by_name.get("consumer")
+        if "event_based" in spec.attributes:
+            # hidden (not in SELECT *), additional (core forwards consumer = '...' to us)
+            assert consumer is not None and consumer.type == "TEXT"
+            assert consumer.op == 20 and spec.column_names[-1] == "consumer"
+        else:
+            assert consumer is None or spec.name == "audit_consumers"
+
+
+def test_shared_columns_come_from_the_attribute_file():
+    text = 'name = "t"\nattributes = ["event_based"]\n[[columns]]\nname = "a"\ntype = "TEXT"\n'
+    shared = {"event_based": load_spec("process_events").columns[-1:]}
+    assert parse_spec(text, shared=shared).column_names == ["a", "consumer"]
+    assert parse_spec(text).column_names == ["a"]
 
 
 @pytest.mark.parametrize(("table", "osquery"), OSQUERY_TABLES.items())
