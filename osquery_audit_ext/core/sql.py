@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import apsw
-from osquery.extensions.ttypes import ExtensionResponse
 
 from ..errors import AuditExtError
 from ..sdk.columns import (
@@ -40,6 +39,7 @@ from ..sdk.columns import (
     TEXT,
     UNSIGNED_BIGINT,
 )
+from ..sdk.osquery_thrift.ttypes import ExtensionResponse
 from ..sdk.plugin import (
     EQUALS,
     GREATER_THAN,

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Union
 
-from osquery.extensions import Extension
-from osquery.extensions.ttypes import ExtensionResponse, ExtensionStatus
-
 from ..errors import AuditExtError
 from .columns import TEXT, UNKNOWN
+from .osquery_thrift import Extension
+from .osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
 from .tablespec import TableSpec
 
 log = logging.getLogger(__name__)
