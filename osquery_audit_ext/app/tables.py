@@ -90,6 +90,7 @@ class EventTable(Table):
         self, name: str, ring: EventRing, build_row: Callable[[object], dict | None]
     ) -> None:
         self.spec = load_spec(name)
+        self.all_columns = frozenset(self.spec.column_names)
         self.ring = ring
         self.build_row = build_row
 
@@ -110,17 +111,43 @@ class EventTable(Table):
         )
         used = context.cols_used
         if used is not None and used <= self.INDEX_COLUMNS:
-            # count(*) and the like: the ring's index answers without building rows.
-            return [
-                {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid}
-                for eid, when, pid, _item in entries
-            ]
+            # count(*) and the like: the ring's index answers without building rows, and
+            # only the columns the query uses are sent (count(*) uses none).
+            return (
+                [
+                    {
+                        name: value
+                        for name, value in (
+                            ("eid", str(eid).zfill(EID_WIDTH)),
+                            ("time", when),
+                            ("pid", pid),
+                        )
+                        if name in used
+                    }
+                    for eid, when, pid, _item in entries
+                ]
+                if used
+                else [{} for _ in entries]
+            )
         # Send only the columns the query uses: most of the cost of a large answer is
         # encoding and sending values nobody reads.
-        names = self.spec.column_names
-        wanted = names if used is None else [n for n in names if n in used]
         build = self.build_row
         rows = []
+        names = self.spec.column_names
+        if used is None or used >= self.all_columns:
+            # Every column: the built row as it is, when it has every column but eid (a
+            # missing key would read as NULL where "" was meant).
+            size = len(names) - 1
+            for eid, _when, _pid, item in entries:
+                row = build(item)
+                if row is None:
+                    continue
+                if len(row) != size:
+                    row = {n: row.get(n) for n in names}
+                row["eid"] = str(eid).zfill(EID_WIDTH)
+                rows.append(row)
+            return rows
+        wanted = [n for n in names if n in used]
         for eid, _when, _pid, item in entries:
             row = build(item)
             if row is None:

@@ -148,6 +148,8 @@ def encode_value(value: object) -> str:
     """One value as osquery core parses it: "" is NULL, integers in plain decimal."""
     if value is None:
         return ""
+    if value.__class__ is int:
+        return str(value)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
@@ -163,6 +165,11 @@ def encode_value(value: object) -> str:
 
 def encode_row(spec: TableSpec, row: Row) -> dict[str, str]:
     """A mapping (column -> value) or a sequence in spec column order, as core's string map."""
+    if row.__class__ is dict:  # the common case, kept to one pass with no call per str
+        return {
+            k if k.__class__ is str else str(k): v if v.__class__ is str else encode_value(v)
+            for k, v in row.items()  # type: ignore[union-attr]
+        }
     if isinstance(row, Mapping):
         return {str(k): encode_value(v) for k, v in row.items()}
     if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Callable
 
 from .columns import BIGINT, BLOB, COLUMN_TYPES, DOUBLE, INTEGER, TEXT, UNKNOWN, UNSIGNED_BIGINT
 
@@ -84,6 +85,48 @@ def column_value(ctype: str, text: str | None) -> int | float | str | None:
     return None  # UNKNOWN: core logs an error and leaves the column NULL
 
 
+def _bigint(text: str | None) -> int | None:
+    # Plain decimal (what extensions send) in int64 range without leading zeros: int() agrees
+    # with strtoll; anything else takes the exact path.
+    if text is None:
+        return None
+    if text.isdigit() and text.isascii() and len(text) < 19 and (text[0] != "0" or len(text) == 1):
+        return int(text)
+    return parse_c_integer(text)
+
+
+def _integer(text: str | None) -> int | None:
+    number = _bigint(text)
+    return None if number is None else _as_c_int(number)
+
+
+def _text(text: str | None) -> str | None:
+    return text
+
+
+def _double(text: str | None) -> float | None:
+    return None if text is None else parse_c_double(text)
+
+
+def _unknown(text: str | None) -> None:
+    return None
+
+
+_CONVERTERS = {
+    TEXT: _text,
+    BLOB: _text,
+    INTEGER: _integer,
+    BIGINT: _bigint,
+    UNSIGNED_BIGINT: _bigint,
+    DOUBLE: _double,
+}
+
+
+def column_converter(ctype: str) -> Callable[[str | None], int | float | str | None]:
+    """column_value for one column type, as one function (for converting many values)."""
+    return _CONVERTERS.get(ctype, _unknown)
+
+
 def parse_rowid(text: str) -> int | None:
     """A row's "rowid" key: base 10 over the whole string, else the row is an error."""
     body = text.lstrip(_C_SPACE)
@@ -95,6 +138,8 @@ def parse_rowid(text: str) -> int | None:
 
 def result_text(value: object, nullvalue: str = "") -> str:
     """One query result value as core's query() returns it (castVariant)."""
+    if value.__class__ is str:
+        return value  # type: ignore[return-value]
     if value is None:
         return nullvalue
     if isinstance(value, bool):

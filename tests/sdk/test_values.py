@@ -14,6 +14,7 @@ from osquery_audit_ext.sdk.columns import HIDDEN, INDEX, OPTIMIZED, REQUIRED
 from osquery_audit_ext.sdk.values import (
     INT64_MAX,
     INT64_MIN,
+    column_converter,
     column_value,
     json_string,
     parse_c_double,
@@ -186,3 +187,18 @@ def test_generate_context_shape():
     assert generate_context(table, {}, None, 0).endswith(
         '"affinity":"BIGINT"}],"colsUsedBitset":0}'
     )
+
+
+@given(
+    st.one_of(
+        st.none(),
+        st.text(),
+        st.integers().map(str),
+        st.sampled_from(
+            ["007", "-0", "+5", " 9", "0x1F", "9223372036854775808", "99999999999999999999"]
+        ),
+    )
+)
+def test_column_converters_agree_with_column_value(text: str | None) -> None:
+    for ctype in ("TEXT", "BLOB", "INTEGER", "BIGINT", "UNSIGNED BIGINT", "DOUBLE", "UNKNOWN"):
+        assert column_converter(ctype)(text) == column_value(ctype, text)
