@@ -53,6 +53,8 @@ from .records import (
     parse_decimal,
     parse_ident,
     proctitle_argv,
+    task_fields,
+    task_start,
 )
 
 EXEC_SYSCALLS = frozenset({"execve", "execveat"})
@@ -154,6 +156,58 @@ def _keys(raw: str | None) -> str | None:
     if not keys:
         return None
     return ",".join(display_text(key) or "" for key in keys)
+
+
+class Task(NamedTuple):
+    """The columns a SYSCALL record's task part gives (ids, tty, ses, comm, exe, key)."""
+
+    auid: int | None
+    uid: int | None
+    euid: int | None
+    gid: int | None
+    egid: int | None
+    fsuid: int | None
+    suid: int | None
+    fsgid: int | None
+    sgid: int | None
+    ses: int | None
+    tty: str | None
+    comm: str | None
+    exe: str | None
+    key: str | None
+
+
+def _task_columns(fields: dict[str, str]) -> Task:
+    get = fields.get
+    return Task(
+        parse_ident(get("auid")),
+        parse_ident(get("uid")),
+        parse_ident(get("euid")),
+        parse_ident(get("gid")),
+        parse_ident(get("egid")),
+        parse_ident(get("fsuid")),
+        parse_ident(get("suid")),
+        parse_ident(get("fsgid")),
+        parse_ident(get("sgid")),
+        parse_ident(get("ses")),
+        get("tty"),
+        _field_text(fields, "comm"),
+        _field_text(fields, "exe"),
+        _keys(get("key")),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_task(task: str) -> Task:
+    return _task_columns(task_fields(task))
+
+
+def _task(record: Record) -> Task:
+    """The task columns of a SYSCALL record; worked out once per distinct task part (every
+    call of one process has the same)."""
+    body = record.body
+    at = task_start(body)
+    return _cached_task(body[at:]) if at > 0 else _task_columns(record.fields)
 
 
 class SyscallCall(NamedTuple):
@@ -348,6 +402,7 @@ def _process_columns(
 ) -> dict:
     """The whole process_events row: the case's facts, and what the SYSCALL record says."""
     cmdline, argv_json, cmdline_size = argv_columns(facts.argv.args)
+    task = _task(call.record)
     return {
         "pid": facts.pid,
         "path": display_text(facts.path),
@@ -358,11 +413,11 @@ def _process_columns(
         "env_count": 0,
         "env_size": 0,
         "cwd": facts.cwd,
-        "auid": parse_ident(syscall_fields.get("auid")),
-        "uid": parse_ident(syscall_fields.get("uid")),
-        "euid": parse_ident(syscall_fields.get("euid")),
-        "gid": parse_ident(syscall_fields.get("gid")),
-        "egid": parse_ident(syscall_fields.get("egid")),
+        "auid": task.auid,
+        "uid": task.uid,
+        "euid": task.euid,
+        "gid": task.gid,
+        "egid": task.egid,
         "owner_uid": facts.owner_uid,
         "owner_gid": facts.owner_gid,
         "atime": None,
@@ -373,19 +428,19 @@ def _process_columns(
         "parent": facts.parent if facts.parent is not None else -1,
         "time": event.sec,
         "uptime": _uptime(event, boot_time),
-        "fsuid": parse_ident(syscall_fields.get("fsuid")),
-        "suid": parse_ident(syscall_fields.get("suid")),
-        "fsgid": parse_ident(syscall_fields.get("fsgid")),
-        "sgid": parse_ident(syscall_fields.get("sgid")),
+        "fsuid": task.fsuid,
+        "suid": task.suid,
+        "fsgid": task.fsgid,
+        "sgid": task.sgid,
         "syscall": call.name,
         "argv": argv_json,
-        "exe": _field_text(syscall_fields, "exe"),
-        "comm": _field_text(syscall_fields, "comm"),
-        "tty": syscall_fields.get("tty"),
-        "ses": parse_ident(syscall_fields.get("ses")),
+        "exe": task.exe,
+        "comm": task.comm,
+        "tty": task.tty,
+        "ses": task.ses,
         "success": 1 if success else 0,
         "exit": parse_decimal(syscall_fields.get("exit")),
-        "key": _keys(syscall_fields.get("key")),
+        "key": task.key,
         "arch": _arch_token(call.audit_arch),
         "time_ms": event.sec * 1000 + event.msec,
         "serial": event.serial,
@@ -453,13 +508,13 @@ def socket_row(event: Event, boot_time: float) -> dict | None:
             else:
                 address, port = sockaddr.address, sockaddr.port
     local = action == "bind"
-    exe = _field_text(syscall_fields, "exe")
+    task = _task(call.record)
     return {
         "action": action,
         "pid": parse_decimal(syscall_fields.get("pid")),
-        "path": exe,
+        "path": task.exe,
         "fd": str(fd) if fd is not None else None,
-        "auid": parse_ident(syscall_fields.get("auid")),
+        "auid": task.auid,
         "family": family,
         "protocol": 0,
         "local_address": address if local else None,
@@ -471,13 +526,13 @@ def socket_row(event: Event, boot_time: float) -> dict | None:
         "uptime": _uptime(event, boot_time),
         "success": 0 if status == "failed" else 1,
         "status": status,
-        "exe": exe,
-        "comm": _field_text(syscall_fields, "comm"),
-        "uid": parse_ident(syscall_fields.get("uid")),
-        "euid": parse_ident(syscall_fields.get("euid")),
+        "exe": task.exe,
+        "comm": task.comm,
+        "uid": task.uid,
+        "euid": task.euid,
         "syscall": name,
         "exit": exit_code,
-        "key": _keys(syscall_fields.get("key")),
+        "key": task.key,
         "time_ms": event.sec * 1000 + event.msec,
         "serial": event.serial,
     }
