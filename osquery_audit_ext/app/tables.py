@@ -148,6 +148,22 @@ class EventTable(Table):
                 rows.append(row)
             return rows
         wanted = [n for n in names if n in used]
+        unused = [n for n in names if n not in used and n != "eid"]
+        with_eid = "eid" in used
+        if len(unused) < len(wanted):  # e.g. SELECT *, which leaves out hidden columns
+            size = len(names) - 1
+            for eid, _when, _pid, item in entries:
+                row = build(item)
+                if row is None:
+                    continue
+                if len(row) != size:
+                    row = {n: row.get(n) for n in names}
+                for n in unused:
+                    del row[n]
+                if with_eid:
+                    row["eid"] = str(eid).zfill(EID_WIDTH)
+                rows.append(row)
+            return rows
         for eid, _when, _pid, item in entries:
             row = build(item)
             if row is None:

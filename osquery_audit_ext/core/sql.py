@@ -48,7 +48,7 @@ from ..sdk.plugin import (
     LESS_THAN_OR_EQUALS,
 )
 from ..sdk.result import QueryResult
-from ..sdk.values import column_converter, column_type, json_string, parse_rowid, result_text
+from ..sdk.values import column_type, convert_column, json_string, parse_rowid, result_text
 from .tabledef import TableDef
 
 log = logging.getLogger(__name__)
@@ -370,14 +370,9 @@ def _converted(
         if wanted is not None and key not in wanted:
             columns.append(itertools.repeat(None))
             continue
-        convert = column_converter(column.type)
-        texts = [row.get(key) for row in rows]
-        columns.append(texts if convert is _TEXT else [convert(t) for t in texts])
+        columns.append(convert_column(column.type, [row.get(key) for row in rows]))
     columns.append(range(len(rows)))
     return zip(*columns) if rows else iter(())
-
-
-_TEXT = column_converter(TEXT)
 
 
 class _Module:
@@ -443,10 +438,7 @@ class SQLEngine:
                 return True
 
             cursor.exec_trace = remember_columns
-            rows = [
-                {name: result_text(value, self.nullvalue) for name, value in zip(names[-1], values)}
-                for values in cursor.execute(sql)
-            ]
+            rows = _result_rows(cursor.execute(sql), names, self.nullvalue)
             return QueryResult(rows, names[0] if names else [])
         except SQLError:
             raise
@@ -478,6 +470,44 @@ class SQLEngine:
             raise SQLError(str(exc)) from None
         finally:
             conn.close()
+
+
+def _result_rows(
+    results: Iterable[tuple[object, ...]], names: list[list[str]], nullvalue: str
+) -> list[dict[str, str]]:
+    """Every result row as {column: text} (values.result_text), a statement's rows a column at
+    a time: a column of only ints or only text is converted by C loops."""
+    out: list[dict[str, str]] = []
+    statement: list[tuple[object, ...]] = []
+    columns: list[str] | None = None
+    for values in results:
+        if columns is not names[-1]:  # rows of a new statement
+            out.extend(_statement_rows(statement, columns or [], nullvalue))
+            statement, columns = [], names[-1]
+        statement.append(values)
+    out.extend(_statement_rows(statement, columns or [], nullvalue))
+    return out
+
+
+def _statement_rows(
+    rows: list[tuple[object, ...]], columns: list[str], nullvalue: str
+) -> list[dict[str, str]]:
+    if not rows:
+        return []
+    converted = []
+    for values in zip(*rows):
+        kinds = set(map(type, values))
+        if kinds <= _TEXT_KIND:
+            converted.append(values)
+        elif kinds <= _INT_KIND:
+            converted.append(tuple(map(str, values)))
+        else:
+            converted.append(tuple(result_text(v, nullvalue) for v in values))
+    return [dict(zip(columns, values)) for values in zip(*converted)]
+
+
+_TEXT_KIND = frozenset({str})
+_INT_KIND = frozenset({int})
 
 
 def _quote(identifier: str) -> str:

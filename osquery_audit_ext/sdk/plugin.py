@@ -180,6 +180,37 @@ def encode_row(spec: TableSpec, row: Row) -> dict[str, str]:
     return {name: encode_value(value) for name, value in zip(names, row)}
 
 
+def encode_rows(spec: TableSpec, rows: Iterable[Row]) -> list[dict[str, str]]:
+    """[encode_row(spec, row) ...]; rows that are dicts with the same keys in the same order
+    (what a table's one row builder makes) are encoded a column at a time, by C loops."""
+    rows = list(rows)
+    first = rows[0] if rows else None
+    if first.__class__ is not dict or not all(k.__class__ is str for k in first):  # type: ignore[union-attr]
+        return [encode_row(spec, row) for row in rows]
+    keys = list(first)  # type: ignore[arg-type]
+    if not all(row.__class__ is dict and list(row) == keys for row in rows):  # type: ignore[arg-type]
+        return [encode_row(spec, row) for row in rows]
+    if not keys:
+        return [{} for _ in rows]
+    columns = []
+    for values in zip(*(row.values() for row in rows)):  # type: ignore[union-attr]
+        kinds = set(map(type, values))
+        if kinds <= _STR:
+            columns.append(values)
+        elif kinds <= _INT:
+            columns.append(tuple(map(str, values)))
+        elif kinds <= _STR_OR_NONE:
+            columns.append(tuple("" if v is None else v for v in values))
+        else:
+            columns.append(tuple(map(encode_value, values)))
+    return [dict(zip(keys, values)) for values in zip(*columns)]
+
+
+_STR = frozenset({str})
+_INT = frozenset({int})
+_STR_OR_NONE = frozenset({str, type(None)})
+
+
 class Table:
     """Base of every table an extension serves: set `spec`, implement `generate`."""
 
@@ -265,7 +296,7 @@ class ExtensionHandler(Extension.Iface):
         except (ValueError, TypeError) as exc:
             return failure_response(f"invalid generate context: {exc}")
         try:
-            rows = [encode_row(table.spec, row) for row in table.generate(context)]
+            rows = encode_rows(table.spec, table.generate(context))
         except AuditExtError as exc:  # expected trouble: the SQL error carries the message
             log.info("table %s: %s", table.name, exc)
             return failure_response(_one_line(exc))

@@ -127,6 +127,29 @@ def column_converter(ctype: str) -> Callable[[str | None], int | float | str | N
     return _CONVERTERS.get(ctype, _unknown)
 
 
+# A whole column of plain decimals that int() reads exactly as strtoll does (no sign but
+# '-', no leading zero, no space, inside int64; inside int32 for INTEGER columns).
+_PLAIN_INTEGERS = {
+    BIGINT: re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\n-?(?:0|[1-9][0-9]{0,17}))*"),
+    INTEGER: re.compile(r"-?(?:0|[1-9][0-9]{0,8})(?:\n-?(?:0|[1-9][0-9]{0,8}))*"),
+}
+_PLAIN_INTEGERS[UNSIGNED_BIGINT] = _PLAIN_INTEGERS[BIGINT]
+
+
+def convert_column(ctype: str, texts: list[str | None]) -> list[int | float | str | None]:
+    """[column_value(ctype, t) for t in texts], by C loops when every value is plain."""
+    if ctype in (TEXT, BLOB):
+        return texts  # type: ignore[return-value]
+    plain = _PLAIN_INTEGERS.get(ctype)
+    if plain is not None and texts and None not in texts:
+        joined = "\n".join(texts)  # type: ignore[arg-type]
+        # One line per value (no value holds a newline), each one plain.
+        if joined.count("\n") == len(texts) - 1 and plain.fullmatch(joined):
+            return list(map(int, texts))  # type: ignore[arg-type]
+    convert = column_converter(ctype)
+    return [convert(t) for t in texts]
+
+
 def parse_rowid(text: str) -> int | None:
     """A row's "rowid" key: base 10 over the whole string, else the row is an error."""
     body = text.lstrip(_C_SPACE)

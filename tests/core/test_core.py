@@ -14,7 +14,7 @@ import pytest
 from helpers.harness import FixtureLog, core_with_fixture
 
 from osquery_audit_ext.core.manager import EmbeddedCore
-from osquery_audit_ext.core.sql import SQLError
+from osquery_audit_ext.core.sql import SQLEngine, SQLError
 from osquery_audit_ext.sdk.plugin import (
     EQUALS,
     GLOB,
@@ -284,3 +284,20 @@ def test_options_and_thrift_registry_answers(fixture_core):
     assert options["extensions_socket"].value == core.socket_path
     assert options["extensions_default_index"].value == "true"
     assert json.dumps(sorted(core.extensions()))  # uuids are plain ints
+
+
+def test_result_text_of_mixed_columns_and_statements():
+    """Results are converted a column at a time; every value still reads as castVariant."""
+    engine = SQLEngine(dict, nullvalue="NULL")
+    sql = (
+        "SELECT 1 AS a, 'x' AS b, NULL AS c, 1.5 AS d, 7 AS e"
+        " UNION ALL SELECT 'y', 2, 3, x'4100', -8;"
+        " SELECT 2 AS a; SELECT 'z' AS f WHERE 0; SELECT 1e300 AS g, 3 AS g"
+    )
+    rows = engine.query(sql).rows
+    assert rows == [
+        {"a": "1", "b": "x", "c": "NULL", "d": "1.5", "e": "7"},
+        {"a": "y", "b": "2", "c": "3", "d": "A", "e": "-8"},
+        {"a": "2"},
+        {"g": "3"},
+    ]
