@@ -452,6 +452,105 @@ def _proctitle(event: Event) -> Argv:
     return proctitle_argv(record) if record is not None else Argv([], False)
 
 
+# The fixed head of a SYSCALL record as the kernel writes it (kernel/auditsc.c,
+# audit_log_exit), up to the task part: the fast path of socket rows reads it in one match.
+_SYSCALL_HEAD = re.compile(
+    rb"audit\([0-9.:]+\): ?arch=([0-9a-fA-F]+) syscall=([0-9]+) success=(yes|no)"
+    rb" exit=(-?[0-9]+) a0=([0-9a-fA-F]+) a1=[0-9a-fA-F]+ a2=[0-9a-fA-F]+ a3=[0-9a-fA-F]+"
+    rb" items=[0-9]+ ppid=[0-9]+ pid=([0-9]+) (?=auid=)"
+)
+_SADDR = re.compile(rb"(?:^|[ :])saddr=([0-9A-Fa-f]*)(?:[ \x00\n]|$)")
+_FAST_ACTIONS = {"connect": "connect", "bind": "bind", "accept": "accept", "accept4": "accept"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _call_of(arch: bytes, nr: bytes) -> tuple[str, int]:
+    audit_arch = int(arch, 16)
+    return audit_syscall_name(audit_arch, int(nr)), audit_arch
+
+
+@functools.lru_cache(maxsize=4096)
+def _task_of_bytes(task: bytes) -> Task:
+    """Task columns of a SYSCALL payload's task part, as its text gives them."""
+    return _cached_task(task.rstrip(b"\x00\n").decode("utf-8", "surrogateescape"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sockaddr_columns(saddr: bytes) -> tuple[int | None, str | None, int | None, str | None]:
+    """(family, address, port, unix path) of a SOCKADDR record's saddr hex."""
+    sockaddr = decode_sockaddr(bytes.fromhex(saddr.decode("ascii")))
+    if sockaddr is None:
+        return None, None, None, None
+    if sockaddr.family == AF_UNIX:
+        return sockaddr.family, None, None, display_text(sockaddr.path)
+    return sockaddr.family, sockaddr.address, sockaddr.port, None
+
+
+_SLOW = object()
+
+
+def _fast_socket_row(event: Event, boot_time: float) -> object:
+    """socket_row from the payloads alone for the plain case (SYSCALL first, with the
+    kernel's head, connect/bind/accept/accept4 with one hex saddr); _SLOW for any other."""
+    types = event.types
+    if not types or types[0] != AUDIT_SYSCALL or AUDIT_SOCKADDR not in types:
+        return _SLOW
+    payloads = event.payloads
+    head = _SYSCALL_HEAD.match(payloads[0])
+    if head is None:
+        return _SLOW
+    arch, nr, success_text, exit_text, a0, pid = head.groups()
+    name, _audit_arch = _call_of(arch, nr)
+    action = _FAST_ACTIONS.get(name)
+    if action is None:
+        return _SLOW
+    sockaddr = payloads[types.index(AUDIT_SOCKADDR)]
+    found = _SADDR.search(sockaddr)
+    if found is None or len(found.group(1)) % 2 or sockaddr.count(b"saddr=") != 1:
+        return _SLOW
+    family, address, port, unix_path = _sockaddr_columns(found.group(1))
+    task = _task_of_bytes(payloads[0][head.end() :])
+    success = success_text == b"yes"
+    exit_code = int(exit_text)
+    if success:
+        status = "succeeded"
+    elif action == "connect" and exit_code == -errno.EINPROGRESS:
+        status = "in_progress"
+    elif action == "accept" and exit_code == -errno.EAGAIN:
+        status = "no_client"
+    else:
+        status = "failed"
+    local = action == "bind"
+    sec = event.sec
+    return {
+        "action": action,
+        "pid": int(pid),
+        "path": task.exe,
+        "fd": str(int(a0, 16)),
+        "auid": task.auid,
+        "family": family,
+        "protocol": 0,
+        "local_address": address if local else None,
+        "remote_address": None if local else address,
+        "local_port": port if local else None,
+        "remote_port": None if local else port,
+        "socket": unix_path,
+        "time": sec,
+        "uptime": _uptime(event, boot_time),
+        "success": 0 if status == "failed" else 1,
+        "status": status,
+        "exe": task.exe,
+        "comm": task.comm,
+        "uid": task.uid,
+        "euid": task.euid,
+        "syscall": name,
+        "exit": exit_code,
+        "key": task.key,
+        "time_ms": sec * 1000 + event.msec,
+        "serial": event.serial,
+    }
+
+
 def socket_row(event: Event, boot_time: float) -> dict | None:
     """A socket_events row for connect, bind, accept and accept4 (and i386 socketcall).
 
@@ -466,6 +565,12 @@ def socket_row(event: Event, boot_time: float) -> dict | None:
     - status: succeeded; in_progress for connect failing with EINPROGRESS; no_client for
       accept failing with EAGAIN; else failed. success is 0 only for failed (as osquery).
     """
+    row = _fast_socket_row(event, boot_time)
+    return _socket_row(event, boot_time) if row is _SLOW else row  # type: ignore[return-value]
+
+
+def _socket_row(event: Event, boot_time: float) -> dict | None:
+    """socket_row the careful way, from the parsed records: every case."""
     call = _syscall(event)
     if call is None:
         return None
