@@ -53,6 +53,7 @@ from .records import (
     parse_decimal,
     parse_ident,
     proctitle_argv,
+    split_fields,
     task_fields,
     task_start,
 )
@@ -175,6 +176,11 @@ class Task(NamedTuple):
     comm: str | None
     exe: str | None
     key: str | None
+    repeats_head: bool  # it names a key of the head again (arch= .. pid=): that one wins
+
+
+# The keys of a SYSCALL record's head, before its task part.
+_HEAD_KEYS = ("arch", "syscall", "success", "exit", "a0", "a1", "a2", "a3", "items", "ppid", "pid")
 
 
 def _task_columns(fields: dict[str, str]) -> Task:
@@ -194,6 +200,7 @@ def _task_columns(fields: dict[str, str]) -> Task:
         _field_text(fields, "comm"),
         _field_text(fields, "exe"),
         _keys(get("key")),
+        any(key in fields for key in _HEAD_KEYS),
     )
 
 
@@ -362,6 +369,131 @@ PROCESS_CASES: dict[str, ProcessCase] = {
 }
 
 
+def _body(payload: bytes) -> bytes | None:
+    """A record payload's body (record_body's bytes, before decoding)."""
+    close = payload.find(b"):", 6)
+    if close < 0:
+        return None
+    body = payload[close + 2 :]
+    return body[1:] if body[:1] == b" " else body
+
+
+def _value_bytes(raw: bytes) -> bytes:
+    """decode_value(raw) or b"", on the raw bytes of a value."""
+    if raw[:1] == b'"':
+        return raw[1:-1] if len(raw) > 1 and raw[-1:] == b'"' else raw[1:]
+    if raw == b"(null)" or raw == b"?":
+        return b""
+    if len(raw) % 2 == 0 and _HEX_VALUE.fullmatch(raw):
+        return bytes.fromhex(raw.decode("ascii"))
+    return raw
+
+
+_HEX_VALUE = re.compile(rb"[0-9A-Fa-f]*")
+
+
+def _fast_argv(payload: bytes) -> list[bytes] | None:
+    """The arguments of a lone EXECVE record holding every argument whole (`argc=N a0=..`
+    .. `aN-1=..`, nothing else), as execve_argv gives them; None for any other shape."""
+    body = _body(payload)
+    if body is None:
+        return None
+    parts = body.rstrip(b"\x00\n").split(b" ")
+    head = parts[0]
+    if head[:5] != b"argc=" or not head[5:].isdigit() or int(head[5:]) != len(parts) - 1:
+        return None
+    args = []
+    for index, part in enumerate(parts[1:]):
+        key, sep, raw = part.partition(b"=")
+        if not sep or key != b"a%d" % index or b"\t" in raw or b"\r" in raw:
+            return None
+        args.append(_value_bytes(raw))
+    return args
+
+
+class _PathFacts(NamedTuple):
+    item: str | None
+    name: bytes | None
+    mode: str | None
+    owner_uid: int | None
+    owner_gid: int | None
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_facts(body: bytes) -> _PathFacts:
+    """What a PATH record says of its file: the same for every exec of one executable."""
+    fields = split_fields(body.rstrip(b"\x00\n").decode("utf-8", "surrogateescape"))
+    name = fields.get("name")
+    return _PathFacts(
+        fields.get("item"),
+        None if name is None else decode_value(name),
+        fields.get("mode"),
+        parse_ident(fields.get("ouid")),
+        parse_ident(fields.get("ogid")),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _cwd_of(body: bytes) -> bytes | None:
+    raw = split_fields(body.rstrip(b"\x00\n").decode("utf-8", "surrogateescape")).get("cwd")
+    return None if raw is None else decode_value(raw)
+
+
+def _fast_exec_row(event: Event, boot_time: float) -> object:
+    """process_row from the payloads alone for the plain exec (SYSCALL first with the
+    kernel's head, a successful execve, one EXECVE record with every argument whole, an
+    absolute path or a cwd); _SLOW for any other event."""
+    types = event.types
+    if not types or types[0] != AUDIT_SYSCALL or types.count(AUDIT_EXECVE) != 1:
+        return _SLOW
+    payloads = event.payloads
+    head = _SYSCALL_HEAD.match(payloads[0])
+    if head is None:
+        return _SLOW
+    arch, nr, success_text, exit_text, _a0, ppid, pid = head.groups()
+    name, audit_arch = _call_of(arch, nr)
+    if name != "execve" or success_text != b"yes":
+        return _SLOW
+    task = _task_of_bytes(payloads[0][head.end() :])
+    if task.repeats_head:
+        return _SLOW
+    args = _fast_argv(payloads[types.index(AUDIT_EXECVE)])
+    if args is None:
+        return _SLOW
+    cwd = path_facts = None
+    for record_type, payload in zip(types, payloads):
+        if record_type == AUDIT_PATH:
+            body = _body(payload)
+            if body is None:
+                return _SLOW
+            facts = _path_facts(body)
+            if path_facts is None or (facts.item == "0" and path_facts.item != "0"):
+                path_facts = facts
+        elif record_type == AUDIT_CWD and cwd is None:
+            body = _body(payload)
+            if body is None:
+                return _SLOW
+            cwd = _cwd_of(body)
+    file = path_facts.name if path_facts is not None else None
+    if not file or (file[:1] != b"/" and not cwd):
+        return _SLOW  # exe= stands in for the path: the careful way
+    if file[:1] != b"/":
+        while file[:2] == b"./":
+            file = file[2:]
+        file = cwd.rstrip(b"/") + b"/" + file  # type: ignore[union-attr]
+    facts = ProcessFacts(
+        pid=int(pid),
+        parent=int(ppid),
+        path=file,
+        argv=Argv(args, True),
+        cwd=display_text(cwd),
+        mode=path_facts.mode if path_facts is not None else None,
+        owner_uid=path_facts.owner_uid if path_facts is not None else None,
+        owner_gid=path_facts.owner_gid if path_facts is not None else None,
+    )
+    return _process_columns(event, boot_time, name, audit_arch, task, True, int(exit_text), facts)
+
+
 def process_row(event: Event, boot_time: float, *, include_failed: bool = False) -> dict | None:
     """A process_events row for execve/execveat, fork/vfork/clone and kill/tkill/tgkill.
 
@@ -376,6 +508,14 @@ def process_row(event: Event, boot_time: float, *, include_failed: bool = False)
     Failed calls give no row unless include_failed (osquery reports successful ones only).
     `overflows` is "cmdline" when arguments are missing or were cut by the kernel.
     """
+    row = _fast_exec_row(event, boot_time)
+    if row is not _SLOW:
+        return row  # type: ignore[return-value]
+    return _process_row(event, boot_time, include_failed)
+
+
+def _process_row(event: Event, boot_time: float, include_failed: bool) -> dict | None:
+    """process_row the careful way, from the parsed records: every case."""
     call = _syscall(event)
     if call is None:
         return None
@@ -389,20 +529,25 @@ def process_row(event: Event, boot_time: float, *, include_failed: bool = False)
     facts = case(event, call, syscall_fields, success)
     if facts is None:
         return None
-    return _process_columns(event, boot_time, call, syscall_fields, success, facts)
+    exit_code = parse_decimal(syscall_fields.get("exit"))
+    task = _task(call.record)
+    return _process_columns(
+        event, boot_time, call.name, call.audit_arch, task, success, exit_code, facts
+    )
 
 
 def _process_columns(
     event: Event,
     boot_time: float,
-    call: SyscallCall,
-    syscall_fields: dict[str, str],
+    name: str,
+    audit_arch: int,
+    task: Task,
     success: bool,
+    exit_code: int | None,
     facts: ProcessFacts,
 ) -> dict:
     """The whole process_events row: the case's facts, and what the SYSCALL record says."""
     cmdline, argv_json, cmdline_size = argv_columns(facts.argv.args)
-    task = _task(call.record)
     return {
         "pid": facts.pid,
         "path": display_text(facts.path),
@@ -432,16 +577,16 @@ def _process_columns(
         "suid": task.suid,
         "fsgid": task.fsgid,
         "sgid": task.sgid,
-        "syscall": call.name,
+        "syscall": name,
         "argv": argv_json,
         "exe": task.exe,
         "comm": task.comm,
         "tty": task.tty,
         "ses": task.ses,
         "success": 1 if success else 0,
-        "exit": parse_decimal(syscall_fields.get("exit")),
+        "exit": exit_code,
         "key": task.key,
-        "arch": _arch_token(call.audit_arch),
+        "arch": _arch_token(audit_arch),
         "time_ms": event.sec * 1000 + event.msec,
         "serial": event.serial,
     }
@@ -457,7 +602,7 @@ def _proctitle(event: Event) -> Argv:
 _SYSCALL_HEAD = re.compile(
     rb"audit\([0-9.:]+\): ?arch=([0-9a-fA-F]+) syscall=([0-9]+) success=(yes|no)"
     rb" exit=(-?[0-9]+) a0=([0-9a-fA-F]+) a1=[0-9a-fA-F]+ a2=[0-9a-fA-F]+ a3=[0-9a-fA-F]+"
-    rb" items=[0-9]+ ppid=[0-9]+ pid=([0-9]+) (?=auid=)"
+    rb" items=[0-9]+ ppid=([0-9]+) pid=([0-9]+) (?=auid=)"
 )
 _SADDR = re.compile(rb"(?:^|[ :])saddr=([0-9A-Fa-f]*)(?:[ \x00\n]|$)")
 _FAST_ACTIONS = {"connect": "connect", "bind": "bind", "accept": "accept", "accept4": "accept"}
@@ -499,7 +644,7 @@ def _fast_socket_row(event: Event, boot_time: float) -> object:
     head = _SYSCALL_HEAD.match(payloads[0])
     if head is None:
         return _SLOW
-    arch, nr, success_text, exit_text, a0, pid = head.groups()
+    arch, nr, success_text, exit_text, a0, _ppid, pid = head.groups()
     name, _audit_arch = _call_of(arch, nr)
     action = _FAST_ACTIONS.get(name)
     if action is None:
@@ -508,8 +653,10 @@ def _fast_socket_row(event: Event, boot_time: float) -> object:
     found = _SADDR.search(sockaddr)
     if found is None or len(found.group(1)) % 2 or sockaddr.count(b"saddr=") != 1:
         return _SLOW
-    family, address, port, unix_path = _sockaddr_columns(found.group(1))
     task = _task_of_bytes(payloads[0][head.end() :])
+    if task.repeats_head:
+        return _SLOW
+    family, address, port, unix_path = _sockaddr_columns(found.group(1))
     success = success_text == b"yes"
     exit_code = int(exit_text)
     if success:

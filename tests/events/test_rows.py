@@ -501,7 +501,7 @@ def _kernel_text(data: bytes) -> str:
     ),
     comm=st.binary(min_size=1, max_size=8),
     key=st.one_of(st.just(b""), st.binary(min_size=1, max_size=8)),
-    ids=st.sampled_from(["1000", "0", "4294967295"]),
+    ids=st.sampled_from(["1000", "0", "4294967295", "1000 pid=7", "1 a0=9"]),
 )
 def test_fast_socket_rows_equal_the_careful_ones(
     nr: int, success: bool, exit_code: int, a0: int, saddr: bytes, comm: bytes, key: bytes, ids: str
@@ -518,3 +518,50 @@ def test_fast_socket_rows_equal_the_careful_ones(
     if fast is not rows_module._SLOW:
         assert fast == careful
     assert socket_row(ev, BOOT) == careful
+
+
+def test_fast_exec_rows_equal_the_careful_ones_on_the_goldens() -> None:
+    taken = 0
+    for path in sorted(GOLDEN.glob("*.log")):
+        for ev in events_of(read_log(path)):
+            fast = rows_module._fast_exec_row(ev, BOOT)
+            if fast is not rows_module._SLOW:
+                taken += 1
+                careful = rows_module._process_row(Event(ev.types, list(ev.payloads)), BOOT, False)
+                assert fast == careful, (path.name, ev.serial)
+    assert taken >= 3
+
+
+@given(
+    args=st.lists(st.binary(max_size=6), max_size=5),
+    cwd=st.binary(min_size=1, max_size=10),
+    name=st.sampled_from([b"/usr/bin/ls", b"ls", b"./x y", b"", b"././a"]),
+    items=st.sampled_from([("0",), ("1", "0"), ("1",), ()]),
+    extra=st.sampled_from(["", "pid=5", "a0=1 exit=3"]),
+    success=st.booleans(),
+)
+def test_fast_exec_rows_equal_the_careful_ones(
+    args: list, cwd: bytes, name: bytes, items: tuple, extra: str, success: bool
+) -> None:
+    execve = f"argc={len(args)} " + " ".join(
+        f"a{i}={_kernel_text(a) if a else chr(34) * 2}" for i, a in enumerate(args)
+    )
+    paths = [
+        (
+            1302,
+            f"item={item} name={_kernel_text(name) if name else '(null)'} inode=5 mode=0100755 ouid={item} ogid=0",
+        )
+        for item in items
+    ]
+    ev = event(
+        (1300, syscall(59, extra, success="yes" if success else "no")),
+        (1309, execve.rstrip()),
+        (1307, f"cwd={_kernel_text(cwd)}"),
+        *paths,
+        (1327, "proctitle=6C73"),
+    )
+    fast = rows_module._fast_exec_row(ev, BOOT)
+    careful = rows_module._process_row(Event(ev.types, list(ev.payloads)), BOOT, False)
+    if fast is not rows_module._SLOW:
+        assert fast == careful
+    assert process_row(ev, BOOT) == careful
