@@ -22,6 +22,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter, methodcaller
 from typing import Any, Callable, Protocol
 
 import apsw
@@ -370,7 +371,7 @@ def _converted(
         if wanted is not None and key not in wanted:
             columns.append(itertools.repeat(None))
             continue
-        columns.append(convert_column(column.type, [row.get(key) for row in rows]))
+        columns.append(convert_column(column.type, list(map(methodcaller("get", key), rows))))
     columns.append(range(len(rows)))
     return zip(*columns) if rows else iter(())
 
@@ -435,10 +436,12 @@ class SQLEngine:
 
             def remember_columns(cur: apsw.Cursor, _sql: str, _bindings: object) -> bool:
                 names.append([d[0] for d in cur.description])
+                if len(names) == 2:  # rows of the second statement on come tagged with it
+                    cur.row_trace = lambda _cur, row: _Later((len(names) - 1, row))
                 return True
 
             cursor.exec_trace = remember_columns
-            rows = _result_rows(cursor.execute(sql), names, self.nullvalue)
+            rows = _result_rows(list(cursor.execute(sql)), names, self.nullvalue)
             return QueryResult(rows, names[0] if names else [])
         except SQLError:
             raise
@@ -472,20 +475,25 @@ class SQLEngine:
             conn.close()
 
 
+class _Later(tuple):  # type: ignore[type-arg]
+    """(statement index, row): a result row of a statement after the first."""
+
+
 def _result_rows(
-    results: Iterable[tuple[object, ...]], names: list[list[str]], nullvalue: str
+    results: list[Any], names: list[list[str]], nullvalue: str
 ) -> list[dict[str, str]]:
-    """Every result row as {column: text} (values.result_text), a statement's rows a column at
-    a time: a column of only ints or only text is converted by C loops."""
-    out: list[dict[str, str]] = []
-    statement: list[tuple[object, ...]] = []
-    columns: list[str] | None = None
-    for values in results:
-        if columns is not names[-1]:  # rows of a new statement
-            out.extend(_statement_rows(statement, columns or [], nullvalue))
-            statement, columns = [], names[-1]
-        statement.append(values)
-    out.extend(_statement_rows(statement, columns or [], nullvalue))
+    """Every result row as {column: text} (values.result_text). The first statement's rows
+    are plain tuples, fetched by a C loop; later statements' rows are _Later."""
+    low, high = 0, len(results)
+    while low < high:  # the first _Later: every row before it is the first statement's
+        middle = (low + high) // 2
+        if results[middle].__class__ is _Later:
+            high = middle
+        else:
+            low = middle + 1
+    out = _statement_rows(results[:low], names[0] if names else [], nullvalue)
+    for index, tagged in itertools.groupby(results[low:], key=itemgetter(0)):
+        out.extend(_statement_rows([row for _i, row in tagged], names[index], nullvalue))
     return out
 
 
@@ -503,7 +511,7 @@ def _statement_rows(
             converted.append(tuple(map(str, values)))
         else:
             converted.append(tuple(result_text(v, nullvalue) for v in values))
-    return [dict(zip(columns, values)) for values in zip(*converted)]
+    return list(map(dict, map(zip, itertools.repeat(columns), zip(*converted))))
 
 
 _TEXT_KIND = frozenset({str})

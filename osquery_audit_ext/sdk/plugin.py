@@ -8,6 +8,7 @@ raising: every failure is a status code 1 with a one-line message.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -184,16 +185,15 @@ def encode_rows(spec: TableSpec, rows: Iterable[Row]) -> list[dict[str, str]]:
     """[encode_row(spec, row) ...]; rows that are dicts with the same keys in the same order
     (what a table's one row builder makes) are encoded a column at a time, by C loops."""
     rows = list(rows)
-    first = rows[0] if rows else None
-    if first.__class__ is not dict or not all(k.__class__ is str for k in first):  # type: ignore[union-attr]
+    if not rows or set(map(type, rows)) != _DICT:
         return [encode_row(spec, row) for row in rows]
-    keys = list(first)  # type: ignore[arg-type]
-    if not all(row.__class__ is dict and list(row) == keys for row in rows):  # type: ignore[arg-type]
+    keys = list(rows[0])
+    if set(map(type, keys)) - _STR or not all(map(keys.__eq__, map(list, rows))):
         return [encode_row(spec, row) for row in rows]
     if not keys:
         return [{} for _ in rows]
     columns = []
-    for values in zip(*(row.values() for row in rows)):  # type: ignore[union-attr]
+    for values in zip(*map(dict.values, rows)):
         kinds = set(map(type, values))
         if kinds <= _STR:
             columns.append(values)
@@ -203,9 +203,10 @@ def encode_rows(spec: TableSpec, rows: Iterable[Row]) -> list[dict[str, str]]:
             columns.append(tuple("" if v is None else v for v in values))
         else:
             columns.append(tuple(map(encode_value, values)))
-    return [dict(zip(keys, values)) for values in zip(*columns)]
+    return list(map(dict, map(zip, itertools.repeat(keys), zip(*columns))))
 
 
+_DICT = frozenset({dict})
 _STR = frozenset({str})
 _INT = frozenset({int})
 _STR_OR_NONE = frozenset({str, type(None)})

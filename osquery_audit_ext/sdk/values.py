@@ -140,8 +140,10 @@ def convert_column(ctype: str, texts: list[str | None]) -> list[int | float | st
     """[column_value(ctype, t) for t in texts], by C loops when every value is plain."""
     if ctype in (TEXT, BLOB):
         return texts  # type: ignore[return-value]
+    if not any(texts):  # every value "" or missing: NULL in any column but TEXT/BLOB
+        return [None] * len(texts)
     plain = _PLAIN_INTEGERS.get(ctype)
-    if plain is not None and texts and None not in texts:
+    if plain is not None and None not in texts:
         joined = "\n".join(texts)  # type: ignore[arg-type]
         # One line per value (no value holds a newline), each one plain.
         if joined.count("\n") == len(texts) - 1 and plain.fullmatch(joined):
