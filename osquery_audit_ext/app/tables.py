@@ -130,44 +130,27 @@ class EventTable(Table):
                 else [{} for _ in entries]
             )
         # Send only the columns the query uses: most of the cost of a large answer is
-        # encoding and sending values nobody reads.
+        # encoding and sending values nobody reads. Few unused (SELECT * leaves out hidden
+        # columns): drop them from each built row; many: copy the used ones.
         build = self.build_row
-        rows = []
         names = self.spec.column_names
-        if used is None or used >= self.all_columns:
-            # Every column: the built row as it is, when it has every column but eid (a
-            # missing key would read as NULL where "" was meant).
-            size = len(names) - 1
-            for eid, _when, _pid, item in entries:
-                row = build(item)
-                if row is None:
-                    continue
-                if len(row) != size:
-                    row = {n: row.get(n) for n in names}
-                row["eid"] = str(eid).zfill(EID_WIDTH)
-                rows.append(row)
-            return rows
-        wanted = [n for n in names if n in used]
-        unused = [n for n in names if n not in used and n != "eid"]
-        with_eid = "eid" in used
-        if len(unused) < len(wanted):  # e.g. SELECT *, which leaves out hidden columns
-            size = len(names) - 1
-            for eid, _when, _pid, item in entries:
-                row = build(item)
-                if row is None:
-                    continue
-                if len(row) != size:
-                    row = {n: row.get(n) for n in names}
-                for n in unused:
-                    del row[n]
-                if with_eid:
-                    row["eid"] = str(eid).zfill(EID_WIDTH)
-                rows.append(row)
-            return rows
+        wanted = names if used is None else [n for n in names if n in used]
+        unused = [n for n in names if n not in wanted and n != "eid"]
+        drop = len(unused) < len(wanted)
+        with_eid = "eid" in wanted
+        size = len(names) - 1  # a built row has every column but eid
+        rows = []
         for eid, _when, _pid, item in entries:
             row = build(item)
             if row is None:
                 continue
-            row["eid"] = str(eid).zfill(EID_WIDTH)
-            rows.append({n: row.get(n) for n in wanted})
+            if not drop:
+                row = {n: row.get(n) for n in wanted if n != "eid"}
+            elif len(row) != size:  # a missing key would read as NULL where "" was meant
+                row = {n: row.get(n) for n in names if n != "eid"}
+            for n in unused if drop else ():
+                del row[n]
+            if with_eid:
+                row["eid"] = str(eid).zfill(EID_WIDTH)
+            rows.append(row)
         return rows

@@ -29,7 +29,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from ..audit.consts import (
     AF_UNIX,
@@ -620,15 +620,79 @@ def _task_of_bytes(task: bytes) -> Task:
     return _cached_task(task.rstrip(b"\x00\n").decode("utf-8", "surrogateescape"))
 
 
-@functools.lru_cache(maxsize=4096)
-def _sockaddr_columns(saddr: bytes) -> tuple[int | None, str | None, int | None, str | None]:
-    """(family, address, port, unix path) of a SOCKADDR record's saddr hex."""
-    sockaddr = decode_sockaddr(bytes.fromhex(saddr.decode("ascii")))
+Address = tuple[Optional[int], Optional[str], Optional[int], Optional[str]]
+_NO_ADDRESS: Address = (None, None, None, None)
+
+
+def _address_columns(data: bytes | None) -> Address:
+    """(family, address, port, unix path) of a SOCKADDR record's saddr bytes."""
+    sockaddr = decode_sockaddr(data) if data is not None else None
     if sockaddr is None:
-        return None, None, None, None
+        return _NO_ADDRESS
     if sockaddr.family == AF_UNIX:
         return sockaddr.family, None, None, display_text(sockaddr.path)
     return sockaddr.family, sockaddr.address, sockaddr.port, None
+
+
+@functools.lru_cache(maxsize=4096)
+def _sockaddr_columns(saddr: bytes) -> Address:
+    """_address_columns of a SOCKADDR record's saddr hex."""
+    return _address_columns(bytes.fromhex(saddr.decode("ascii")))
+
+
+def _socket_status(action: str, success: bool, exit_code: int | None) -> str:
+    if success:
+        return "succeeded"
+    if action == "connect" and exit_code == -errno.EINPROGRESS:
+        return "in_progress"
+    if action == "accept" and exit_code == -errno.EAGAIN:
+        return "no_client"
+    return "failed"
+
+
+def _socket_columns(
+    event: Event,
+    boot_time: float,
+    action: str,
+    name: str,
+    pid: int | None,
+    fd: int | None,
+    task: Task,
+    address: Address,
+    success: bool,
+    exit_code: int | None,
+) -> dict:
+    """The whole socket_events row."""
+    family, ip, port, unix_path = address
+    status = _socket_status(action, success, exit_code)
+    local = action == "bind"
+    return {
+        "action": action,
+        "pid": pid,
+        "path": task.exe,
+        "fd": str(fd) if fd is not None else None,
+        "auid": task.auid,
+        "family": family,
+        "protocol": 0,
+        "local_address": ip if local else None,
+        "remote_address": None if local else ip,
+        "local_port": port if local else None,
+        "remote_port": None if local else port,
+        "socket": unix_path,
+        "time": event.sec,
+        "uptime": _uptime(event, boot_time),
+        "success": 0 if status == "failed" else 1,
+        "status": status,
+        "exe": task.exe,
+        "comm": task.comm,
+        "uid": task.uid,
+        "euid": task.euid,
+        "syscall": name,
+        "exit": exit_code,
+        "key": task.key,
+        "time_ms": event.sec * 1000 + event.msec,
+        "serial": event.serial,
+    }
 
 
 _SLOW = object()
@@ -656,46 +720,18 @@ def _fast_socket_row(event: Event, boot_time: float) -> object:
     task = _task_of_bytes(payloads[0][head.end() :])
     if task.repeats_head:
         return _SLOW
-    family, address, port, unix_path = _sockaddr_columns(found.group(1))
-    success = success_text == b"yes"
-    exit_code = int(exit_text)
-    if success:
-        status = "succeeded"
-    elif action == "connect" and exit_code == -errno.EINPROGRESS:
-        status = "in_progress"
-    elif action == "accept" and exit_code == -errno.EAGAIN:
-        status = "no_client"
-    else:
-        status = "failed"
-    local = action == "bind"
-    sec = event.sec
-    return {
-        "action": action,
-        "pid": int(pid),
-        "path": task.exe,
-        "fd": str(int(a0, 16)),
-        "auid": task.auid,
-        "family": family,
-        "protocol": 0,
-        "local_address": address if local else None,
-        "remote_address": None if local else address,
-        "local_port": port if local else None,
-        "remote_port": None if local else port,
-        "socket": unix_path,
-        "time": sec,
-        "uptime": _uptime(event, boot_time),
-        "success": 0 if status == "failed" else 1,
-        "status": status,
-        "exe": task.exe,
-        "comm": task.comm,
-        "uid": task.uid,
-        "euid": task.euid,
-        "syscall": name,
-        "exit": exit_code,
-        "key": task.key,
-        "time_ms": sec * 1000 + event.msec,
-        "serial": event.serial,
-    }
+    return _socket_columns(
+        event,
+        boot_time,
+        action,
+        name,
+        int(pid),
+        int(a0, 16),
+        task,
+        _sockaddr_columns(found.group(1)),
+        success_text == b"yes",
+        int(exit_text),
+    )
 
 
 def socket_row(event: Event, boot_time: float) -> dict | None:
@@ -733,58 +769,23 @@ def _socket_row(event: Event, boot_time: float) -> dict | None:
     if action is None:
         return None
     syscall_fields = call.record.fields
-    success = syscall_fields.get("success") == "yes"
-    exit_code = parse_decimal(syscall_fields.get("exit"))
-    if success:
-        status = "succeeded"
-    elif action == "connect" and exit_code == -errno.EINPROGRESS:
-        status = "in_progress"
-    elif action == "accept" and exit_code == -errno.EAGAIN:
-        status = "no_client"
-    else:
-        status = "failed"
-    fd = args.hexint("a0") if args is not None else None
-    family = address = port = unix_path = None
     sockaddr_record = event.first(AUDIT_SOCKADDR)
     if sockaddr_record is None and action != "accept":
         # connect and bind always log their address when audited by a rule; without it the
         # event was logged for another reason (e.g. a multicast join's EVENT_LISTENER).
         return None
+    address = _NO_ADDRESS
     if sockaddr_record is not None:
-        data = sockaddr_record.data("saddr")
-        sockaddr = decode_sockaddr(data) if data is not None else None
-        if sockaddr is not None:
-            family = sockaddr.family
-            if family == AF_UNIX:
-                unix_path = display_text(sockaddr.path)
-            else:
-                address, port = sockaddr.address, sockaddr.port
-    local = action == "bind"
-    task = _task(call.record)
-    return {
-        "action": action,
-        "pid": parse_decimal(syscall_fields.get("pid")),
-        "path": task.exe,
-        "fd": str(fd) if fd is not None else None,
-        "auid": task.auid,
-        "family": family,
-        "protocol": 0,
-        "local_address": address if local else None,
-        "remote_address": None if local else address,
-        "local_port": port if local else None,
-        "remote_port": None if local else port,
-        "socket": unix_path,
-        "time": event.sec,
-        "uptime": _uptime(event, boot_time),
-        "success": 0 if status == "failed" else 1,
-        "status": status,
-        "exe": task.exe,
-        "comm": task.comm,
-        "uid": task.uid,
-        "euid": task.euid,
-        "syscall": name,
-        "exit": exit_code,
-        "key": task.key,
-        "time_ms": event.sec * 1000 + event.msec,
-        "serial": event.serial,
-    }
+        address = _address_columns(sockaddr_record.data("saddr"))
+    return _socket_columns(
+        event,
+        boot_time,
+        action,
+        name,
+        parse_decimal(syscall_fields.get("pid")),
+        args.hexint("a0") if args is not None else None,
+        _task(call.record),
+        address,
+        syscall_fields.get("success") == "yes",
+        parse_decimal(syscall_fields.get("exit")),
+    )
