@@ -509,6 +509,10 @@ def _statement_rows(
             converted.append(values)
         elif kinds <= _INT_KIND:
             converted.append(tuple(map(str, values)))
+        elif kinds <= _TEXT_OR_NULL:
+            converted.append(tuple(nullvalue if v is None else v for v in values))
+        elif kinds <= _INT_OR_NULL:
+            converted.append(tuple(nullvalue if v is None else str(v) for v in values))
         else:
             converted.append(tuple(result_text(v, nullvalue) for v in values))
     return list(map(dict, map(zip, itertools.repeat(columns), zip(*converted))))
@@ -516,6 +520,8 @@ def _statement_rows(
 
 _TEXT_KIND = frozenset({str})
 _INT_KIND = frozenset({int})
+_TEXT_OR_NULL = frozenset({str, type(None)})
+_INT_OR_NULL = frozenset({int, type(None)})
 
 
 def _quote(identifier: str) -> str:

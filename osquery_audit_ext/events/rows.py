@@ -392,23 +392,50 @@ def _value_bytes(raw: bytes) -> bytes:
 _HEX_VALUE = re.compile(rb"[0-9A-Fa-f]*")
 
 
+# An EXECVE body whose arguments are all quoted (the usual case), and one such argument.
+_QUOTED_ARGV = re.compile(rb'argc=([0-9]+)((?: a[0-9]+="[^"\s\x1c-\x1f]*")*)')
+_QUOTED_ARG = re.compile(rb' a([0-9]+)="([^"]*)"')
+
+
 def _fast_argv(payload: bytes) -> list[bytes] | None:
     """The arguments of a lone EXECVE record holding every argument whole (`argc=N a0=..`
     .. `aN-1=..`, nothing else), as execve_argv gives them; None for any other shape."""
     body = _body(payload)
     if body is None:
         return None
-    parts = body.rstrip(b"\x00\n").split(b" ")
+    body = body.rstrip(b"\x00\n")
+    quoted = _QUOTED_ARGV.fullmatch(body)
+    if quoted is not None:
+        found = _QUOTED_ARG.findall(quoted.group(2))
+        if int(quoted.group(1)) == len(found) and all(
+            index == b"%d" % i for i, (index, _value) in enumerate(found)
+        ):
+            return [value for _index, value in found]
+    parts = body.split(b" ")
     head = parts[0]
     if head[:5] != b"argc=" or not head[5:].isdigit() or int(head[5:]) != len(parts) - 1:
         return None
     args = []
     for index, part in enumerate(parts[1:]):
         key, sep, raw = part.partition(b"=")
-        if not sep or key != b"a%d" % index or b"\t" in raw or b"\r" in raw:
+        if not sep or key != b"a%d" % index or _WHITESPACE.search(raw):
             return None
         args.append(_value_bytes(raw))
     return args
+
+
+_WHITESPACE = re.compile(rb"[\s\x1c-\x1f]")  # what str.split() splits split_fields' words on
+
+
+@functools.lru_cache(maxsize=256)
+def _exec_shape(types: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]] | None:
+    """(EXECVE index, first CWD index or -1, PATH indices) of an event shape the fast exec
+    path takes: SYSCALL first and exactly one EXECVE; None for any other."""
+    if not types or types[0] != AUDIT_SYSCALL or types.count(AUDIT_EXECVE) != 1:
+        return None
+    cwd = types.index(AUDIT_CWD) if AUDIT_CWD in types else -1
+    paths = tuple(i for i, t in enumerate(types) if t == AUDIT_PATH)
+    return types.index(AUDIT_EXECVE), cwd, paths
 
 
 class _PathFacts(NamedTuple):
@@ -434,9 +461,11 @@ def _path_facts(body: bytes) -> _PathFacts:
 
 
 @functools.lru_cache(maxsize=1024)
-def _cwd_of(body: bytes) -> bytes | None:
+def _cwd_of(body: bytes) -> tuple[bytes | None, str | None]:
+    """A CWD record's directory, as bytes and as display text."""
     raw = split_fields(body.rstrip(b"\x00\n").decode("utf-8", "surrogateescape")).get("cwd")
-    return None if raw is None else decode_value(raw)
+    cwd = None if raw is None else decode_value(raw)
+    return cwd, display_text(cwd)
 
 
 def _fast_exec_row(event: Event, boot_time: float) -> object:
@@ -444,8 +473,10 @@ def _fast_exec_row(event: Event, boot_time: float) -> object:
     kernel's head, a successful execve, one EXECVE record with every argument whole, an
     absolute path or a cwd); _SLOW for any other event."""
     types = event.types
-    if not types or types[0] != AUDIT_SYSCALL or types.count(AUDIT_EXECVE) != 1:
+    shape = _exec_shape(types) if types.__class__ is tuple else None
+    if shape is None:
         return _SLOW
+    execve_at, cwd_at, paths_at = shape
     payloads = event.payloads
     head = _SYSCALL_HEAD.match(payloads[0])
     if head is None:
@@ -457,23 +488,15 @@ def _fast_exec_row(event: Event, boot_time: float) -> object:
     task = _task_of_bytes(payloads[0][head.end() :])
     if task.repeats_head:
         return _SLOW
-    args = _fast_argv(payloads[types.index(AUDIT_EXECVE)])
+    args = _fast_argv(payloads[execve_at])
     if args is None:
         return _SLOW
-    cwd = path_facts = None
-    for record_type, payload in zip(types, payloads):
-        if record_type == AUDIT_PATH:
-            body = _body(payload)
-            if body is None:
-                return _SLOW
-            facts = _path_facts(body)
-            if path_facts is None or (facts.item == "0" and path_facts.item != "0"):
-                path_facts = facts
-        elif record_type == AUDIT_CWD and cwd is None:
-            body = _body(payload)
-            if body is None:
-                return _SLOW
-            cwd = _cwd_of(body)
+    cwd, cwd_text = _cwd_of(_body(payloads[cwd_at]) or b"") if cwd_at >= 0 else (None, None)
+    path_facts = None
+    for index in paths_at:
+        facts = _path_facts(_body(payloads[index]) or b"")
+        if path_facts is None or (facts.item == "0" and path_facts.item != "0"):
+            path_facts = facts
     file = path_facts.name if path_facts is not None else None
     if not file or (file[:1] != b"/" and not cwd):
         return _SLOW  # exe= stands in for the path: the careful way
@@ -486,7 +509,7 @@ def _fast_exec_row(event: Event, boot_time: float) -> object:
         parent=int(ppid),
         path=file,
         argv=Argv(args, True),
-        cwd=display_text(cwd),
+        cwd=cwd_text,
         mode=path_facts.mode if path_facts is not None else None,
         owner_uid=path_facts.owner_uid if path_facts is not None else None,
         owner_gid=path_facts.owner_gid if path_facts is not None else None,

@@ -201,6 +201,8 @@ def encode_rows(spec: TableSpec, rows: Iterable[Row]) -> list[dict[str, str]]:
             columns.append(tuple(map(str, values)))
         elif kinds <= _STR_OR_NONE:
             columns.append(tuple("" if v is None else v for v in values))
+        elif kinds <= _INT_OR_NONE:
+            columns.append(tuple("" if v is None else str(v) for v in values))
         else:
             columns.append(tuple(map(encode_value, values)))
     return list(map(dict, map(zip, itertools.repeat(keys), zip(*columns))))
@@ -210,6 +212,7 @@ _DICT = frozenset({dict})
 _STR = frozenset({str})
 _INT = frozenset({int})
 _STR_OR_NONE = frozenset({str, type(None)})
+_INT_OR_NONE = frozenset({int, type(None)})
 
 
 class Table:

@@ -12,7 +12,10 @@ import time
 
 import pytest
 from helpers.harness import FixtureLog, core_with_fixture
+from hypothesis import given
+from hypothesis import strategies as st
 
+from osquery_audit_ext.core import sql as sql_module
 from osquery_audit_ext.core.manager import EmbeddedCore
 from osquery_audit_ext.core.sql import SQLEngine, SQLError
 from osquery_audit_ext.sdk.plugin import (
@@ -24,6 +27,7 @@ from osquery_audit_ext.sdk.plugin import (
     LESS_THAN_OR_EQUALS,
     LIKE,
 )
+from osquery_audit_ext.sdk.values import result_text
 
 
 @pytest.fixture(scope="module")
@@ -301,3 +305,18 @@ def test_result_text_of_mixed_columns_and_statements():
         {"a": "2"},
         {"g": "3"},
     ]
+
+
+_SQLITE_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(),
+    st.floats(),
+    st.binary(max_size=4),
+)
+
+
+@given(st.lists(st.tuples(_SQLITE_VALUES, _SQLITE_VALUES), max_size=6))
+def test_statement_rows_equal_result_text_per_value(rows: list) -> None:
+    got = sql_module._statement_rows(rows, ["a", "b"], "NULL")
+    assert got == [{"a": result_text(a, "NULL"), "b": result_text(b, "NULL")} for a, b in rows]

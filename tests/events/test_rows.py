@@ -565,3 +565,26 @@ def test_fast_exec_rows_equal_the_careful_ones(
     if fast is not rows_module._SLOW:
         assert fast == careful
     assert process_row(ev, BOOT) == careful
+
+
+@pytest.mark.parametrize(
+    "execve",
+    [
+        'argc=2 a0="ls" a1=ab\x1ccd',  # a separator str.split() splits on, unquoted
+        'argc=2 a0="ls" a1="a\x1fb"',
+        "argc=2 a0=6C73 a1=(null)",
+        'argc=3 a0="ls" a2="x" a1="y"',  # out of order: the careful way
+        'argc=1 a0="ls" a0="ls"',
+    ],
+)
+def test_fast_exec_rows_on_odd_execve_records(execve: str) -> None:
+    ev = event(
+        (1300, syscall(59)),
+        (1309, execve),
+        (1307, ' cwd="/"'),
+        (1302, 'item=0 name="/bin/ls" inode=5 mode=0100755 ouid=0 ogid=0'),
+    )
+    fast = rows_module._fast_exec_row(ev, BOOT)
+    careful = rows_module._process_row(Event(ev.types, list(ev.payloads)), BOOT, False)
+    assert fast is rows_module._SLOW or fast == careful
+    assert process_row(ev, BOOT) == careful
