@@ -49,7 +49,14 @@ from ..sdk.plugin import (
     LESS_THAN_OR_EQUALS,
 )
 from ..sdk.result import QueryResult
-from ..sdk.values import column_type, convert_column, json_string, parse_rowid, result_text
+from ..sdk.values import (
+    column_text,
+    column_type,
+    convert_column,
+    json_string,
+    parse_rowid,
+    result_text,
+)
 from .tabledef import TableDef
 
 log = logging.getLogger(__name__)
@@ -502,26 +509,12 @@ def _statement_rows(
 ) -> list[dict[str, str]]:
     if not rows:
         return []
-    converted = []
-    for values in zip(*rows):
-        kinds = set(map(type, values))
-        if kinds <= _TEXT_KIND:
-            converted.append(values)
-        elif kinds <= _INT_KIND:
-            converted.append(tuple(map(str, values)))
-        elif kinds <= _TEXT_OR_NULL:
-            converted.append(tuple(nullvalue if v is None else v for v in values))
-        elif kinds <= _INT_OR_NULL:
-            converted.append(tuple(nullvalue if v is None else str(v) for v in values))
-        else:
-            converted.append(tuple(result_text(v, nullvalue) for v in values))
+
+    def as_text(value: object) -> str:
+        return result_text(value, nullvalue)
+
+    converted = [column_text(values, nullvalue, as_text) for values in zip(*rows)]
     return list(map(dict, map(zip, itertools.repeat(columns), zip(*converted))))
-
-
-_TEXT_KIND = frozenset({str})
-_INT_KIND = frozenset({int})
-_TEXT_OR_NULL = frozenset({str, type(None)})
-_INT_OR_NULL = frozenset({int, type(None)})
 
 
 def _quote(identifier: str) -> str:

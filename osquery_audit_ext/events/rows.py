@@ -468,6 +468,33 @@ def _cwd_of(body: bytes) -> tuple[bytes | None, str | None]:
     return cwd, display_text(cwd)
 
 
+class _Head(NamedTuple):
+    """What the fast paths read from a SYSCALL payload's head and (cached) task part."""
+
+    name: str
+    audit_arch: int
+    success: bool
+    exit_code: int
+    a0: bytes
+    ppid: int
+    pid: int
+    task: Task
+
+
+def _fast_head(payload: bytes) -> _Head | None:
+    """The SYSCALL payload read by one regex; None unless it has the kernel's exact head and
+    a task part that names none of the head's keys again."""
+    head = _SYSCALL_HEAD.match(payload)
+    if head is None:
+        return None
+    task = _task_of_bytes(payload[head.end() :])
+    if task.repeats_head:
+        return None
+    arch, nr, success, exit_text, a0, ppid, pid = head.groups()
+    name, audit_arch = _call_of(arch, nr)
+    return _Head(name, audit_arch, success == b"yes", int(exit_text), a0, int(ppid), int(pid), task)
+
+
 def _fast_exec_row(event: Event, boot_time: float) -> object:
     """process_row from the payloads alone for the plain exec (SYSCALL first with the
     kernel's head, a successful execve, one EXECVE record with every argument whole, an
@@ -478,15 +505,8 @@ def _fast_exec_row(event: Event, boot_time: float) -> object:
         return _SLOW
     execve_at, cwd_at, paths_at = shape
     payloads = event.payloads
-    head = _SYSCALL_HEAD.match(payloads[0])
-    if head is None:
-        return _SLOW
-    arch, nr, success_text, exit_text, _a0, ppid, pid = head.groups()
-    name, audit_arch = _call_of(arch, nr)
-    if name != "execve" or success_text != b"yes":
-        return _SLOW
-    task = _task_of_bytes(payloads[0][head.end() :])
-    if task.repeats_head:
+    head = _fast_head(payloads[0])
+    if head is None or head.name != "execve" or not head.success:
         return _SLOW
     args = _fast_argv(payloads[execve_at])
     if args is None:
@@ -505,8 +525,8 @@ def _fast_exec_row(event: Event, boot_time: float) -> object:
             file = file[2:]
         file = cwd.rstrip(b"/") + b"/" + file  # type: ignore[union-attr]
     facts = ProcessFacts(
-        pid=int(pid),
-        parent=int(ppid),
+        pid=head.pid,
+        parent=head.ppid,
         path=file,
         argv=Argv(args, True),
         cwd=cwd_text,
@@ -514,7 +534,9 @@ def _fast_exec_row(event: Event, boot_time: float) -> object:
         owner_uid=path_facts.owner_uid if path_facts is not None else None,
         owner_gid=path_facts.owner_gid if path_facts is not None else None,
     )
-    return _process_columns(event, boot_time, name, audit_arch, task, True, int(exit_text), facts)
+    return _process_columns(
+        event, boot_time, head.name, head.audit_arch, head.task, True, head.exit_code, facts
+    )
 
 
 def process_row(event: Event, boot_time: float, *, include_failed: bool = False) -> dict | None:
@@ -728,32 +750,25 @@ def _fast_socket_row(event: Event, boot_time: float) -> object:
     if not types or types[0] != AUDIT_SYSCALL or AUDIT_SOCKADDR not in types:
         return _SLOW
     payloads = event.payloads
-    head = _SYSCALL_HEAD.match(payloads[0])
-    if head is None:
-        return _SLOW
-    arch, nr, success_text, exit_text, a0, _ppid, pid = head.groups()
-    name, _audit_arch = _call_of(arch, nr)
-    action = _FAST_ACTIONS.get(name)
-    if action is None:
+    head = _fast_head(payloads[0])
+    action = _FAST_ACTIONS.get(head.name) if head is not None else None
+    if head is None or action is None:
         return _SLOW
     sockaddr = payloads[types.index(AUDIT_SOCKADDR)]
     found = _SADDR.search(sockaddr)
     if found is None or len(found.group(1)) % 2 or sockaddr.count(b"saddr=") != 1:
         return _SLOW
-    task = _task_of_bytes(payloads[0][head.end() :])
-    if task.repeats_head:
-        return _SLOW
     return _socket_columns(
         event,
         boot_time,
         action,
-        name,
-        int(pid),
-        int(a0, 16),
-        task,
+        head.name,
+        head.pid,
+        int(head.a0, 16),
+        head.task,
         _sockaddr_columns(found.group(1)),
-        success_text == b"yes",
-        int(exit_text),
+        head.success,
+        head.exit_code,
     )
 
 

@@ -22,6 +22,7 @@ from .columns import TEXT, UNKNOWN
 from .osquery_thrift import Extension
 from .osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
 from .tablespec import TableSpec
+from .values import column_text
 
 log = logging.getLogger(__name__)
 
@@ -192,27 +193,12 @@ def encode_rows(spec: TableSpec, rows: Iterable[Row]) -> list[dict[str, str]]:
         return [encode_row(spec, row) for row in rows]
     if not keys:
         return [{} for _ in rows]
-    columns = []
-    for values in zip(*map(dict.values, rows)):
-        kinds = set(map(type, values))
-        if kinds <= _STR:
-            columns.append(values)
-        elif kinds <= _INT:
-            columns.append(tuple(map(str, values)))
-        elif kinds <= _STR_OR_NONE:
-            columns.append(tuple("" if v is None else v for v in values))
-        elif kinds <= _INT_OR_NONE:
-            columns.append(tuple("" if v is None else str(v) for v in values))
-        else:
-            columns.append(tuple(map(encode_value, values)))
+    columns = [column_text(values, "", encode_value) for values in zip(*map(dict.values, rows))]
     return list(map(dict, map(zip, itertools.repeat(keys), zip(*columns))))
 
 
 _DICT = frozenset({dict})
 _STR = frozenset({str})
-_INT = frozenset({int})
-_STR_OR_NONE = frozenset({str, type(None)})
-_INT_OR_NONE = frozenset({int, type(None)})
 
 
 class Table:

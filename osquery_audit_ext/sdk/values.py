@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Callable
 
 from .columns import BIGINT, BLOB, COLUMN_TYPES, DOUBLE, INTEGER, TEXT, UNKNOWN, UNSIGNED_BIGINT
@@ -177,6 +178,30 @@ def result_text(value: object, nullvalue: str = "") -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).split(b"\0", 1)[0].decode("utf-8", errors="replace")
     return str(value)
+
+
+_TEXT_KIND = frozenset({str})
+_INT_KIND = frozenset({int})
+_TEXT_OR_NONE = frozenset({str, type(None)})
+_INT_OR_NONE = frozenset({int, type(None)})
+
+
+def column_text(
+    values: Sequence[object], null: str, fallback: Callable[[object], str]
+) -> Sequence[str]:
+    """[fallback(v) for v in values] for one column, where fallback gives str(v) for an int
+    and `null` for None: the common columns (all text, all ints, either with None) go
+    without a call per value."""
+    kinds = set(map(type, values))
+    if kinds <= _TEXT_KIND:
+        return values  # type: ignore[return-value]
+    if kinds <= _INT_KIND:
+        return tuple(map(str, values))
+    if kinds <= _TEXT_OR_NONE:
+        return tuple(null if v is None else v for v in values)  # type: ignore[misc]
+    if kinds <= _INT_OR_NONE:
+        return tuple(null if v is None else str(v) for v in values)
+    return tuple(map(fallback, values))
 
 
 _JSON_ESCAPES = {
