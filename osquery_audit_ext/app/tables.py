@@ -112,23 +112,26 @@ class EventTable(Table):
         used = context.cols_used
         if used is not None and used <= self.INDEX_COLUMNS:
             # count(*) and the like: the ring's index answers without building rows, and
-            # only the columns the query uses are sent (count(*) uses none).
-            return (
-                [
-                    {
-                        name: value
-                        for name, value in (
-                            ("eid", str(eid).zfill(EID_WIDTH)),
-                            ("time", when),
-                            ("pid", pid),
-                        )
-                        if name in used
-                    }
+            # only the columns the query uses are sent (count(*) over an extension: none).
+            if not used:
+                return [{} for _ in entries]
+            if used == self.INDEX_COLUMNS:  # a table inside the core: its key is always used
+                return [
+                    {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid}
                     for eid, when, pid, _item in entries
                 ]
-                if used
-                else [{} for _ in entries]
-            )
+            return [
+                {
+                    name: value
+                    for name, value in (
+                        ("eid", str(eid).zfill(EID_WIDTH)),
+                        ("time", when),
+                        ("pid", pid),
+                    )
+                    if name in used
+                }
+                for eid, when, pid, _item in entries
+            ]
         # Send only the columns the query uses: most of the cost of a large answer is
         # encoding and sending values nobody reads. Few unused (SELECT * leaves out hidden
         # columns): drop them from each built row; many: copy the used ones.
