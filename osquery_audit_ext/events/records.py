@@ -442,7 +442,7 @@ def decode_sockaddr(data: bytes) -> SockAddr | None:
     family = int.from_bytes(data[:2], sys.byteorder)
     if family == AF_INET and len(data) >= 8:
         port = int.from_bytes(data[2:4], "big")
-        return SockAddr(family, ".".join(str(b) for b in data[4:8]), port)
+        return SockAddr(family, socket.inet_ntoa(data[4:8]), port)
     if family == AF_INET6 and len(data) >= 24:
         port = int.from_bytes(data[2:4], "big")
         address = socket.inet_ntop(socket.AF_INET6, data[8:24])
