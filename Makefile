@@ -9,23 +9,27 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory sysdeps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
 # Debian's auditd (auditctl, ausearch, ausyscall) is the reference the tests compare against;
-# gcc builds the benchmark's storm generator, and gcc-multilib a 32-bit test program; strace
-# runs programs for `rules suggest`; dpkg-deb/dpkg build and test-install `make deb`.
+# gcc builds the benchmark's storm generator, and gcc-multilib a 32-bit test program; gcc and
+# python3-dev also build thrift's C-accelerated protocol when pip installs thrift;
+# thrift-compiler lets the tests check the committed Thrift bindings (scripts/gen_thrift.py);
+# strace runs programs for `rules suggest`; dpkg-deb/dpkg build and test-install `make deb`.
 # Installed only where missing.
 sysdeps:
 	@if ! command -v auditctl >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1 || \
 	    ! command -v strace >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1 || \
+	    ! command -v thrift >/dev/null 2>&1 || ! command -v python3-config >/dev/null 2>&1 || \
 	    ! echo 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      auditd gcc gcc-multilib strace dpkg >/dev/null; \
-	  else echo "sysdeps: auditd/gcc/gcc-multilib/strace/dpkg missing and cannot apt-get install them (need root on Debian)"; fi; \
+	      auditd gcc gcc-multilib strace dpkg python3-dev thrift-compiler >/dev/null; \
+	  else echo "sysdeps: auditd/gcc/gcc-multilib/strace/dpkg/python3-dev/thrift-compiler missing and cannot apt-get install them (need root on Debian)"; fi; \
 	fi
 
 run: install

@@ -1,10 +1,9 @@
 """Build osquery_audit_ext.ext: one self-contained zipapp that osqueryd can autoload.
 
-Inside: our package (with the table specs as osquery_audit_ext/_tables), osquery-python's
-generated Thrift code (osquery.extensions; the rest of osquery-python, which would drag in
-the `future` package, is not used and is left out), the pure-Python part of thrift (its C
-accelerator is left out: the binary protocol works without it) and tomli when building
-for an interpreter without tomllib. apsw is left out: only the embedded core (shell,
+Inside: our package (with the table specs as osquery_audit_ext/_tables, and its generated
+Thrift bindings), the pure-Python part of thrift (its C accelerator is left out: it is built
+for one Python version, and the binary protocol gives the same bytes without it) and tomli
+when building for an interpreter without tomllib. apsw is left out: only the embedded core (shell,
 daemon) needs it.
 The first line is `#!` and an absolute interpreter path, as osquery executes the file
 directly. Entries are sorted and time-stamped 1980-01-01, so a build is reproducible.
@@ -28,9 +27,6 @@ PACKAGE = "osquery_audit_ext"
 # Suffixes taken from our package; everything else there (C sources, caches) stays out.
 PACKAGE_SUFFIXES = (".py", ".table", ".tsv")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-# osquery-python's package __init__ imports its plugin framework; only the generated code
-# under osquery.extensions is used, so the bundled package starts empty.
-OSQUERY_INIT = b'"""osquery-python\'s generated Thrift code (osquery.extensions) only."""\n'
 MAIN = "import sys\nfrom osquery_audit_ext.cli import main\n\nsys.exit(main())\n"
 
 
@@ -50,11 +46,10 @@ def tree(source: Path, archive_root: str, suffixes: tuple[str, ...]) -> Iterator
 
 
 def contents(target_python: tuple[int, int]) -> dict[str, bytes]:
-    files: dict[str, bytes] = {"__main__.py": MAIN.encode(), "osquery/__init__.py": OSQUERY_INIT}
+    files: dict[str, bytes] = {"__main__.py": MAIN.encode()}
     sources = [
         tree(ROOT / PACKAGE, PACKAGE, PACKAGE_SUFFIXES),
         tree(ROOT / "tables", f"{PACKAGE}/_tables", (".table", ".columns")),
-        tree(package_dir("osquery") / "extensions", "osquery/extensions", (".py",)),
         tree(package_dir("thrift"), "thrift", (".py",)),
     ]
     if target_python < (3, 11):

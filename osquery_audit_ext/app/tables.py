@@ -82,6 +82,10 @@ class AuditStatusTable(Table):
         return [row]
 
 
+_INDEX_ORDER = ("eid", "time", "pid", "consumer")  # what the ring's index answers
+_ADDED = frozenset({"eid", "consumer"})  # columns EventTable adds to a built row
+
+
 class EventTable(Table):
     """An evented table over a ring: time, eid and pid constraints narrow the scan, and rows
     are built (from the event's records) only when the query uses more than eid, time, pid.
@@ -100,7 +104,7 @@ class EventTable(Table):
         run_start: int = 1,
     ) -> None:
         self.spec = load_spec(name)
-        self.index_columns = self.INDEX_COLUMNS & set(self.spec.column_names)
+        self.all_columns = frozenset(self.spec.column_names)
         self.ring = ring
         self.build_row = build_row
         self.consumers = consumers
@@ -128,27 +132,53 @@ class EventTable(Table):
         entries = self._entries(consumer, narrowing)
         used = context.cols_used
         if used is not None and used <= self.INDEX_COLUMNS:
-            # count(*) and the like: the ring's index answers without building rows.
-            rows = [
-                {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid, "consumer": consumer}
-                for eid, when, pid, _item in entries
-            ]
-            if len(self.index_columns) < len(self.INDEX_COLUMNS):  # e.g. selinux_events: no pid
-                rows = [{n: row[n] for n in self.index_columns} for row in rows]
+            # count(*) and the like: the ring's index answers without building rows, and
+            # only the columns the query uses are sent (count(*) over an extension: none).
+            if not used:
+                return [{} for _ in entries]
+            index = [n for n in _INDEX_ORDER if n in used and n in self.all_columns]
+            if index == ["eid", "time", "pid"]:  # a table inside the core: its key is used
+                return [
+                    {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid}
+                    for eid, when, pid, _item in entries
+                ]
+            rows = []
+            for eid, when, pid, _item in entries:
+                values = {
+                    "eid": str(eid).zfill(EID_WIDTH),
+                    "time": when,
+                    "pid": pid,
+                    "consumer": consumer,  # SQLite re-checks the constraint on every row
+                }
+                rows.append({n: values[n] for n in index})
             return rows
         # Send only the columns the query uses: most of the cost of a large answer is
-        # encoding and sending values nobody reads.
+        # encoding and sending values nobody reads. Few unused (SELECT * leaves out hidden
+        # columns): drop them from each built row; many: copy the used ones.
+        build = self.build_row
         names = self.spec.column_names
         wanted = names if used is None else [n for n in names if n in used]
-        build = self.build_row
+        unused = [n for n in names if n not in wanted and n not in _ADDED]
+        drop = len(unused) < len(wanted)
+        with_eid = "eid" in wanted
+        with_consumer = "consumer" in wanted
+        size = len(names) - len(_ADDED & self.all_columns)  # a built row lacks eid, consumer
         rows = []
         for eid, _when, _pid, item in entries:
             row = build(item)
             if row is None:
                 continue
-            row["eid"] = str(eid).zfill(EID_WIDTH)
-            row["consumer"] = consumer  # SQLite re-checks the constraint on every row
-            rows.append({n: row.get(n) for n in wanted})
+            if not drop:
+                row = {n: row.get(n) for n in wanted if n not in _ADDED}
+            elif len(row) != size:  # a missing key would read as NULL where "" was meant
+                row = {n: row.get(n) for n in names if n not in _ADDED}
+            for n in unused if drop else ():
+                del row[n]
+            if with_eid:
+                row["eid"] = str(eid).zfill(EID_WIDTH)
+            if with_consumer:
+                row["consumer"] = consumer  # SQLite re-checks the constraint on every row
+            rows.append(row)
         return rows
 
     def _entries(self, consumer: str | None, narrowing: Narrowing) -> list[Entry]:

@@ -1,17 +1,22 @@
-"""Ring, query and memory figures in-process, with no kernel rules needed.
+"""Ring, query and memory figures, with no kernel rules needed.
 
 Realistic record text (the kernel's formats for an execve, a refused connect and a file
 opened for writing under a watched tree: a file write storm) goes
 through the real path: Coalescer -> AuditService.route_events (routing.EventRouter) ->
-EventRing; queries build rows (rows.process_row / socket_row, file_rows.file_row) from what the ring keeps. Then a pid-filtered query and a full count(*)
-are timed through EventTable.generate directly and through SQL on an embedded core
+EventRing; queries build rows (rows.process_row / socket_row, file_rows.file_row) from what
+the ring keeps. In-process: a pid-filtered query, a full generate and a full count(*) are
+timed through EventTable.generate directly and through SQL on an embedded core
 (LocalTableSource: the plugin handler's row encoding, then SQLite), and the resident memory
-the rows added is divided by the rows buffered.
+the rows added is divided by the rows buffered. End to end: the same rings served by an
+extension process (ring_extension) to an embedded core, queried over the core's socket as
+`osquery-audit-ext query` does: SELECT *, one column and count(*).
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -28,8 +33,9 @@ from ..audit.consts import (
     AUDIT_SOCKADDR,
     AUDIT_SYSCALL,
 )
-from ..core.manager import EmbeddedCore
+from ..core.manager import CoreError, EmbeddedCore
 from ..events.coalesce import Coalescer
+from ..sdk.client import QueryError, query
 from ..sdk.plugin import EQUALS, Constraint, ConstraintList, QueryContext
 from . import BenchError
 from .extension_run import BENCH_KEY, bench_settings
@@ -91,7 +97,8 @@ def _task(n: int, comm: str, exe: str, uid: int) -> tuple[int, str]:
 
 def exec_event_records(n: int, sec: int, msec: int, serial: int) -> Records:
     """The records of one execve, as the kernel sends them (SYSCALL ... PROCTITLE, EOE)."""
-    comm, exe, template = PROGRAMS[n % len(PROGRAMS)]
+    program = n % len(PROGRAMS)
+    comm, exe, template = PROGRAMS[program]
     args = [arg.format(n=n, m=n % 17) for arg in template]
     uid = 1000 if n % 4 else 0
     _pid, task = _task(n, comm, exe, uid)
@@ -110,7 +117,8 @@ def exec_event_records(n: int, sec: int, msec: int, serial: int) -> Records:
         (AUDIT_CWD, (head + f" cwd={_quoted(CWDS[n % len(CWDS)])}").encode()),
         (
             AUDIT_PATH,
-            (head + f'item=0 name="{exe}" inode={1_300_000 + n % 977} {path_tail} {caps}').encode(),
+            # One file, one inode: every exec of a program names the same PATH item 0.
+            (head + f'item=0 name="{exe}" inode={1_300_000 + program} {path_tail} {caps}').encode(),
         ),
         (AUDIT_PATH, (head + f'item=1 name="{LOADER}" inode=1311020 {path_tail} {caps}').encode()),
         (AUDIT_PROCTITLE, (head + f"proctitle={title.hex().upper()}").encode()),
@@ -204,6 +212,11 @@ class TableFigures:
     sql_pid_ms: float
     sql_count_ms: float
     sql_count: int  # what count(*) said: must be `events`
+    # End to end through an extension process and the core's socket (None: not measured).
+    e2e_star_ms: float | None = None
+    e2e_column_ms: float | None = None
+    e2e_count_ms: float | None = None
+    e2e_error: str | None = None
 
 
 def fill(service: AuditService, make: Callable[..., Records], count: int) -> None:
@@ -315,7 +328,75 @@ def ring_bench(
         progress(f"ring: timing queries over {table.spec.name} (best of {repeat})")
         cpu, rss = measured[table.spec.name]
         figures.append(measure_table(table, core, pid, repeat, cpu, rss))
+    end_to_end(figures, events, workdir, repeat, progress)
     return figures
+
+
+RING_EXTENSION = "oae_bench_rings"  # ring_extension's name
+E2E_COLUMN = "path"  # the one-column query: a column both tables build from the records
+E2E_TABLES = ("process_events", "socket_events")  # the tables ring_extension serves
+E2E_REGISTER_TIMEOUT = 900.0  # the extension fills its rings before registering
+
+
+def end_to_end(
+    figures: list[TableFigures],
+    events: int,
+    workdir: Path,
+    repeat: int,
+    progress: Callable[[str], None],
+) -> None:
+    """Time SELECT *, one column and count(*) per table through the ring extension."""
+    figures = [f for f in figures if f.table in E2E_TABLES]
+    core = EmbeddedCore(str(workdir / "e2e.em"), builtin_tables=False, interval=3.0)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    with core:
+        progress(f"end to end: an extension fills {events} events per table, then serves them")
+        process = core.launch(
+            [
+                sys.executable,
+                "-m",
+                "osquery_audit_ext.bench.ring_extension",
+                "--events",
+                str(events),
+            ],
+            env=env,
+        )
+        try:
+            core.wait_for_extension(RING_EXTENSION, E2E_REGISTER_TIMEOUT, process=process)
+        except CoreError as exc:
+            for f in figures:
+                f.e2e_error = str(exc)
+            return
+        runs = max(1, min(repeat, 2))
+        for f in figures:
+            progress(f"end to end: SELECT *, one column, count(*) over {f.table} (best of {runs})")
+            statements = (
+                f"SELECT * FROM {f.table}",
+                f"SELECT {E2E_COLUMN} FROM {f.table}",
+                f"SELECT count(*) AS n FROM {f.table}",
+            )
+            try:
+                timed = [
+                    best_of(runs, lambda sql=sql: len(query(core.socket_path, sql).rows))
+                    for sql in statements
+                ]
+            except QueryError as exc:
+                f.e2e_error = str(exc)
+                continue
+            (star, star_rows), (column, column_rows), (count, _) = timed
+            counted = int(query(core.socket_path, statements[2]).rows[0]["n"])
+            if not star_rows == column_rows == counted == f.events:
+                f.e2e_error = (
+                    f"rows: SELECT * {star_rows}, one column {column_rows}, count(*) {counted},"
+                    f" ring {f.events}"
+                )
+            f.e2e_star_ms, f.e2e_column_ms, f.e2e_count_ms = (
+                star * 1000,
+                column * 1000,
+                count * 1000,
+            )
 
 
 def figures_dict(figures: list[TableFigures]) -> list[dict[str, object]]:

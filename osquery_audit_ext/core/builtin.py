@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Callable
 
-from osquery.extensions.ttypes import InternalExtensionInfo
-
+from ..sdk.osquery_thrift.ttypes import InternalExtensionInfo
 from ..sdk.plugin import QueryContext, Row, Table
 from ..sdk.tablespec import TableSpec, parse_spec
 

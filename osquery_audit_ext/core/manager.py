@@ -19,16 +19,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from osquery.extensions import ExtensionManager
-from osquery.extensions.ttypes import (
+from .. import __version__
+from ..errors import AuditExtError
+from ..sdk.osquery_thrift import ExtensionManager
+from ..sdk.osquery_thrift.ttypes import (
     ExtensionResponse,
     ExtensionStatus,
     InternalExtensionInfo,
     InternalOptionInfo,
 )
-
-from .. import __version__
-from ..errors import AuditExtError
 from ..sdk.plugin import Table, failure_response
 from ..sdk.result import QueryResult, ScannedResult
 from ..sdk.transport import ThriftConnectError, UnixThriftServer, connect, remove_stale_socket

@@ -15,8 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Callable
 
-from osquery.extensions.ttypes import ExtensionStatus, InternalExtensionInfo
-
+from ..sdk.osquery_thrift.ttypes import ExtensionStatus, InternalExtensionInfo
 from .sources import ExtensionTableSource
 from .tabledef import TableDef
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from osquery.extensions.ttypes import ExtensionResponse
-
+from ..sdk.osquery_thrift.ttypes import ExtensionResponse
 from ..sdk.plugin import ExtensionHandler, Table, failure_response
 from ..sdk.transport import ThriftConnectError, connect
 from .tabledef import TableDef

@@ -10,7 +10,7 @@ planner hook forwards constraints the way osquery's xBestIndex/xFilter do:
 - an IN list on an OPTIMIZED column arrives in one generate call as several EQUALS;
 - a table with a REQUIRED column fails with "constraint failed" unless one is constrained.
 
-Returned strings are cast by column type (values.column_value); plugin errors become SQL
+Returned strings are cast by column type (values.column_value, column by column); plugin errors become SQL
 errors carrying the plugin's message.
 """
 
@@ -20,12 +20,12 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter, methodcaller
 from typing import Any, Callable, Protocol
 
 import apsw
-from osquery.extensions.ttypes import ExtensionResponse
 
 from ..errors import AuditExtError
 from ..sdk.columns import (
@@ -41,6 +41,7 @@ from ..sdk.columns import (
     TEXT,
     UNSIGNED_BIGINT,
 )
+from ..sdk.osquery_thrift.ttypes import ExtensionResponse
 from ..sdk.plugin import (
     EQUALS,
     GREATER_THAN,
@@ -49,7 +50,14 @@ from ..sdk.plugin import (
     LESS_THAN_OR_EQUALS,
 )
 from ..sdk.result import QueryResult, Scan, ScannedResult
-from ..sdk.values import column_type, column_value, json_string, parse_rowid, result_text
+from ..sdk.values import (
+    column_text,
+    column_type,
+    convert_column,
+    json_string,
+    parse_rowid,
+    result_text,
+)
 from .tabledef import TableDef
 
 log = logging.getLogger(__name__)
@@ -286,11 +294,24 @@ class _VirtualTable:
         self._write(request)
 
 
+_NO_ROW: tuple[object, ...] = ()
+
+
 class _Cursor:
+    """Rows of one generate call, converted to SQLite values a whole column at a time.
+
+    SQLite asks for every cell through Column(): to spare a Python call per cell, Column is
+    the current row tuple's own __getitem__ (a C function), rebound by Next(); Eof is
+    likewise a bound C method of True or False.
+    """
+
     def __init__(self, table: _VirtualTable) -> None:
         self.table = table
-        self.rows: list[dict[str, str]] = []
+        self.raw: list[dict[str, str]] = []
         self.position = 0
+        self._next: Callable[[], tuple[object, ...]] = iter(()).__next__
+        self.Column: Callable[[int], object] = _NO_ROW.__getitem__
+        self.Eof: Callable[[], bool] = True.__bool__
 
     def Filter(
         self, indexnum: int, indexname: str | None, constraintargs: Sequence[object]
@@ -324,14 +345,18 @@ class _Cursor:
         response = table.source.call({"action": "generate", "context": context})
         if response.status is None or response.status.code != 0:
             raise SQLError(response.status.message if response.status else "no status")
-        self.rows = list(response.response or [])
+        self.raw = list(response.response or [])
+        self.position = 0
+        used = plan.cols_used if indexnum in table.plans else None
+        self._next = iter(_converted(definition, self.raw, used)).__next__
+        self.Eof = False.__bool__
+        self.Next()
         self.position = 0
 
-    def Eof(self) -> bool:
-        return self.position >= len(self.rows)
-
     def Rowid(self) -> int:
-        text = self.rows[self.position].get("rowid")
+        if self.position >= len(self.raw):
+            return self.position
+        text = self.raw[self.position].get("rowid")
         if text is None:
             return self.position
         rowid = parse_rowid(text)
@@ -339,19 +364,35 @@ class _Cursor:
             raise SQLError(f"table {self.table.definition.name}: invalid rowid {text!r}")
         return rowid
 
-    def Column(self, number: int) -> object:
-        if number == -1:
-            return self.Rowid()
-        column = self.table.definition.columns[number]
-        return column_value(
-            column.type, self.rows[self.position].get(column.alias_of or column.name)
-        )
-
     def Next(self) -> None:
         self.position += 1
+        try:
+            self.Column = self._next().__getitem__
+        except StopIteration:
+            self.Column = _NO_ROW.__getitem__
+            self.Eof = True.__bool__
 
     def Close(self) -> None:
-        self.rows = []
+        self.raw = []
+        self._next = iter(()).__next__
+
+
+def _converted(
+    definition: TableDef, rows: list[dict[str, str]], used: Sequence[str] | None
+) -> Iterator[tuple[object, ...]]:
+    """Each row as a tuple in column order, every used column (all when None) cast by its
+    type (values.column_value); columns the query does not use stay None. The last item is
+    the row's position (SQLite asks Rowid() for the rowid, never Column(-1))."""
+    wanted = None if used is None else set(used)
+    columns: list[Iterable[object]] = []
+    for column in definition.columns:
+        key = column.alias_of or column.name
+        if wanted is not None and key not in wanted:
+            columns.append(itertools.repeat(None))
+            continue
+        columns.append(convert_column(column.type, list(map(methodcaller("get", key), rows))))
+    columns.append(range(len(rows)))
+    return zip(*columns) if rows else iter(())
 
 
 class _Module:
@@ -421,13 +462,12 @@ class SQLEngine:
 
             def remember_columns(cur: apsw.Cursor, _sql: str, _bindings: object) -> bool:
                 names.append([d[0] for d in cur.description])
+                if len(names) == 2:  # rows of the second statement on come tagged with it
+                    cur.row_trace = lambda _cur, row: _Later((len(names) - 1, row))
                 return True
 
             cursor.exec_trace = remember_columns
-            rows = [
-                {name: result_text(value, self.nullvalue) for name, value in zip(names[-1], values)}
-                for values in cursor.execute(sql)
-            ]
+            rows = _result_rows(list(cursor.execute(sql)), names, self.nullvalue)
             return ScannedResult(QueryResult(rows, names[0] if names else []), tuple(scans))
         except SQLError:
             raise
@@ -459,6 +499,41 @@ class SQLEngine:
             raise SQLError(str(exc)) from None
         finally:
             conn.close()
+
+
+class _Later(tuple):  # type: ignore[type-arg]
+    """(statement index, row): a result row of a statement after the first."""
+
+
+def _result_rows(
+    results: list[Any], names: list[list[str]], nullvalue: str
+) -> list[dict[str, str]]:
+    """Every result row as {column: text} (values.result_text). The first statement's rows
+    are plain tuples, fetched by a C loop; later statements' rows are _Later."""
+    low, high = 0, len(results)
+    while low < high:  # the first _Later: every row before it is the first statement's
+        middle = (low + high) // 2
+        if results[middle].__class__ is _Later:
+            high = middle
+        else:
+            low = middle + 1
+    out = _statement_rows(results[:low], names[0] if names else [], nullvalue)
+    for index, tagged in itertools.groupby(results[low:], key=itemgetter(0)):
+        out.extend(_statement_rows([row for _i, row in tagged], names[index], nullvalue))
+    return out
+
+
+def _statement_rows(
+    rows: list[tuple[object, ...]], columns: list[str], nullvalue: str
+) -> list[dict[str, str]]:
+    if not rows:
+        return []
+
+    def as_text(value: object) -> str:
+        return result_text(value, nullvalue)
+
+    converted = [column_text(values, nullvalue, as_text) for values in zip(*rows)]
+    return list(map(dict, map(zip, itertools.repeat(columns), zip(*converted))))
 
 
 def _quote(identifier: str) -> str:

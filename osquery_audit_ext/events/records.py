@@ -32,7 +32,16 @@ import sys
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from ..audit.consts import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, UNSET_ID
+from ..audit.consts import (
+    AF_INET,
+    AF_INET6,
+    AF_NETLINK,
+    AF_UNIX,
+    AUDIT_CWD,
+    AUDIT_PATH,
+    AUDIT_SYSCALL,
+    UNSET_ID,
+)
 
 PROCTITLE_MAX = 128  # bytes of argv the kernel keeps in a PROCTITLE record
 
@@ -92,7 +101,7 @@ class Record:
         """Raw field values (quotes kept), split from the body once, on first use."""
         fields = self._fields
         if fields is None:
-            fields = self._fields = split_fields(self.body)
+            fields = self._fields = _fields_of(self.type, self.body)
         return fields
 
     # -- typed accessors: None when the field is missing or does not parse ---------------
@@ -216,6 +225,54 @@ def split_fields(body: str) -> dict[str, str]:
         else:
             return fields
     return dict(_FIELD.findall(body))
+
+
+# Record bodies that repeat, split once: a PATH or CWD record is the same for every exec of
+# an executable from a directory, and a SYSCALL record's task part (auid= to the end: ids,
+# tty, ses, comm, exe, key) the same for every call of a process.
+_REPEATING = frozenset({AUDIT_PATH, AUDIT_CWD})
+_TASK = " auid="
+_SPLIT_CACHE_MAX = 4096
+_split_cache: dict[str, dict[str, str]] = {}
+
+
+def _split_cached(text: str) -> dict[str, str]:
+    """split_fields(text), shared with every caller of the same text (never change it)."""
+    found = _split_cache.get(text)
+    if found is None:
+        if len(_split_cache) >= _SPLIT_CACHE_MAX:
+            _split_cache.clear()
+        found = _split_cache[text] = split_fields(text)
+    return found
+
+
+def task_start(body: str) -> int:
+    """Where a SYSCALL body's task part (auid= ...) starts; -1 when it cannot be cut there.
+
+    The head before it (arch= to pid=) holds kernel numbers only, never a quote, so no
+    quoted value can span the cut."""
+    at = body.find(_TASK)
+    if at <= 0 or '"' in body[:at] or "'" in body[:at]:
+        return -1
+    return at + 1
+
+
+def task_fields(task: str) -> dict[str, str]:
+    """split_fields of a SYSCALL record's task part (shared: never change the dict)."""
+    return _split_cached(task)
+
+
+def _fields_of(record_type: int, body: str) -> dict[str, str]:
+    """split_fields(body), from the cache for the parts of a record that repeat."""
+    if record_type in _REPEATING:
+        return _split_cached(body)
+    if record_type == AUDIT_SYSCALL:
+        at = task_start(body)
+        if at > 0:  # keys of the task part win, as they would in one split
+            fields = split_fields(body[:at])
+            fields.update(_split_cached(body[at:]))
+            return fields
+    return split_fields(body)
 
 
 # -- value decoders ------------------------------------------------------------------------
@@ -385,7 +442,7 @@ def decode_sockaddr(data: bytes) -> SockAddr | None:
     family = int.from_bytes(data[:2], sys.byteorder)
     if family == AF_INET and len(data) >= 8:
         port = int.from_bytes(data[2:4], "big")
-        return SockAddr(family, ".".join(str(b) for b in data[4:8]), port)
+        return SockAddr(family, socket.inet_ntoa(data[4:8]), port)
     if family == AF_INET6 and len(data) >= 24:
         port = int.from_bytes(data[2:4], "big")
         address = socket.inet_ntop(socket.AF_INET6, data[8:24])

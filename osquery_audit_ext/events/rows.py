@@ -30,7 +30,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from ..audit.consts import (
     AF_UNIX,
@@ -54,6 +54,9 @@ from .records import (
     parse_decimal,
     parse_ident,
     proctitle_argv,
+    split_fields,
+    task_fields,
+    task_start,
 )
 
 EXEC_SYSCALLS = frozenset({"execve", "execveat"})
@@ -142,6 +145,64 @@ def _keys(raw: str | None) -> str | None:
     if not keys:
         return None
     return ",".join(display_text(key) or "" for key in keys)
+
+
+class Task(NamedTuple):
+    """The columns a SYSCALL record's task part gives (ids, tty, ses, comm, exe, key)."""
+
+    auid: int | None
+    uid: int | None
+    euid: int | None
+    gid: int | None
+    egid: int | None
+    fsuid: int | None
+    suid: int | None
+    fsgid: int | None
+    sgid: int | None
+    ses: int | None
+    tty: str | None
+    comm: str | None
+    exe: str | None
+    key: str | None
+    repeats_head: bool  # it names a key of the head again (arch= .. pid=): that one wins
+
+
+# The keys of a SYSCALL record's head, before its task part.
+_HEAD_KEYS = ("arch", "syscall", "success", "exit", "a0", "a1", "a2", "a3", "items", "ppid", "pid")
+
+
+def _task_columns(fields: dict[str, str]) -> Task:
+    get = fields.get
+    return Task(
+        parse_ident(get("auid")),
+        parse_ident(get("uid")),
+        parse_ident(get("euid")),
+        parse_ident(get("gid")),
+        parse_ident(get("egid")),
+        parse_ident(get("fsuid")),
+        parse_ident(get("suid")),
+        parse_ident(get("fsgid")),
+        parse_ident(get("sgid")),
+        parse_ident(get("ses")),
+        get("tty"),
+        _field_text(fields, "comm"),
+        _field_text(fields, "exe"),
+        _keys(get("key")),
+        any(key in fields for key in _HEAD_KEYS),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_task(task: str) -> Task:
+    return _task_columns(task_fields(task))
+
+
+def _task(record: Record) -> Task:
+    """The task columns of a SYSCALL record; worked out once per distinct task part (every
+    call of one process has the same)."""
+    body = record.body
+    at = task_start(body)
+    return _cached_task(body[at:]) if at > 0 else _task_columns(record.fields)
 
 
 class SyscallCall(NamedTuple):
@@ -296,6 +357,176 @@ PROCESS_CASES: dict[str, ProcessCase] = {
 }
 
 
+def _body(payload: bytes) -> bytes | None:
+    """A record payload's body (record_body's bytes, before decoding)."""
+    close = payload.find(b"):", 6)
+    if close < 0:
+        return None
+    body = payload[close + 2 :]
+    return body[1:] if body[:1] == b" " else body
+
+
+def _value_bytes(raw: bytes) -> bytes:
+    """decode_value(raw) or b"", on the raw bytes of a value."""
+    if raw[:1] == b'"':
+        return raw[1:-1] if len(raw) > 1 and raw[-1:] == b'"' else raw[1:]
+    if raw == b"(null)" or raw == b"?":
+        return b""
+    if len(raw) % 2 == 0 and _HEX_VALUE.fullmatch(raw):
+        return bytes.fromhex(raw.decode("ascii"))
+    return raw
+
+
+_HEX_VALUE = re.compile(rb"[0-9A-Fa-f]*")
+
+
+# An EXECVE body whose arguments are all quoted (the usual case), and one such argument.
+_QUOTED_ARGV = re.compile(rb'argc=([0-9]+)((?: a[0-9]+="[^"\s\x1c-\x1f]*")*)')
+_QUOTED_ARG = re.compile(rb' a([0-9]+)="([^"]*)"')
+
+
+def _fast_argv(payload: bytes) -> list[bytes] | None:
+    """The arguments of a lone EXECVE record holding every argument whole (`argc=N a0=..`
+    .. `aN-1=..`, nothing else), as execve_argv gives them; None for any other shape."""
+    body = _body(payload)
+    if body is None:
+        return None
+    body = body.rstrip(b"\x00\n")
+    quoted = _QUOTED_ARGV.fullmatch(body)
+    if quoted is not None:
+        found = _QUOTED_ARG.findall(quoted.group(2))
+        if int(quoted.group(1)) == len(found) and all(
+            index == b"%d" % i for i, (index, _value) in enumerate(found)
+        ):
+            return [value for _index, value in found]
+    parts = body.split(b" ")
+    head = parts[0]
+    if head[:5] != b"argc=" or not head[5:].isdigit() or int(head[5:]) != len(parts) - 1:
+        return None
+    args = []
+    for index, part in enumerate(parts[1:]):
+        key, sep, raw = part.partition(b"=")
+        if not sep or key != b"a%d" % index or _WHITESPACE.search(raw):
+            return None
+        args.append(_value_bytes(raw))
+    return args
+
+
+_WHITESPACE = re.compile(rb"[\s\x1c-\x1f]")  # what str.split() splits split_fields' words on
+
+
+@functools.lru_cache(maxsize=256)
+def _exec_shape(types: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]] | None:
+    """(EXECVE index, first CWD index or -1, PATH indices) of an event shape the fast exec
+    path takes: SYSCALL first and exactly one EXECVE; None for any other."""
+    if not types or types[0] != AUDIT_SYSCALL or types.count(AUDIT_EXECVE) != 1:
+        return None
+    cwd = types.index(AUDIT_CWD) if AUDIT_CWD in types else -1
+    paths = tuple(i for i, t in enumerate(types) if t == AUDIT_PATH)
+    return types.index(AUDIT_EXECVE), cwd, paths
+
+
+class _PathFacts(NamedTuple):
+    item: str | None
+    name: bytes | None
+    mode: str | None
+    owner_uid: int | None
+    owner_gid: int | None
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_facts(body: bytes) -> _PathFacts:
+    """What a PATH record says of its file: the same for every exec of one executable."""
+    fields = split_fields(body.rstrip(b"\x00\n").decode("utf-8", "surrogateescape"))
+    name = fields.get("name")
+    return _PathFacts(
+        fields.get("item"),
+        None if name is None else decode_value(name),
+        fields.get("mode"),
+        parse_ident(fields.get("ouid")),
+        parse_ident(fields.get("ogid")),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _cwd_of(body: bytes) -> tuple[bytes | None, str | None]:
+    """A CWD record's directory, as bytes and as display text."""
+    raw = split_fields(body.rstrip(b"\x00\n").decode("utf-8", "surrogateescape")).get("cwd")
+    cwd = None if raw is None else decode_value(raw)
+    return cwd, display_text(cwd)
+
+
+class _Head(NamedTuple):
+    """What the fast paths read from a SYSCALL payload's head and (cached) task part."""
+
+    name: str
+    audit_arch: int
+    success: bool
+    exit_code: int
+    a0: bytes
+    ppid: int
+    pid: int
+    task: Task
+
+
+def _fast_head(payload: bytes) -> _Head | None:
+    """The SYSCALL payload read by one regex; None unless it has the kernel's exact head and
+    a task part that names none of the head's keys again."""
+    head = _SYSCALL_HEAD.match(payload)
+    if head is None:
+        return None
+    task = _task_of_bytes(payload[head.end() :])
+    if task.repeats_head:
+        return None
+    arch, nr, success, exit_text, a0, ppid, pid = head.groups()
+    name, audit_arch = _call_of(arch, nr)
+    return _Head(name, audit_arch, success == b"yes", int(exit_text), a0, int(ppid), int(pid), task)
+
+
+def _fast_exec_row(event: Event, boot_time: float) -> object:
+    """process_row from the payloads alone for the plain exec (SYSCALL first with the
+    kernel's head, a successful execve, one EXECVE record with every argument whole, an
+    absolute path or a cwd); _SLOW for any other event."""
+    types = event.types
+    shape = _exec_shape(types) if types.__class__ is tuple else None
+    if shape is None:
+        return _SLOW
+    execve_at, cwd_at, paths_at = shape
+    payloads = event.payloads
+    head = _fast_head(payloads[0])
+    if head is None or head.name != "execve" or not head.success:
+        return _SLOW
+    args = _fast_argv(payloads[execve_at])
+    if args is None:
+        return _SLOW
+    cwd, cwd_text = _cwd_of(_body(payloads[cwd_at]) or b"") if cwd_at >= 0 else (None, None)
+    path_facts = None
+    for index in paths_at:
+        facts = _path_facts(_body(payloads[index]) or b"")
+        if path_facts is None or (facts.item == "0" and path_facts.item != "0"):
+            path_facts = facts
+    file = path_facts.name if path_facts is not None else None
+    if not file or (file[:1] != b"/" and not cwd):
+        return _SLOW  # exe= stands in for the path: the careful way
+    if file[:1] != b"/":
+        while file[:2] == b"./":
+            file = file[2:]
+        file = cwd.rstrip(b"/") + b"/" + file  # type: ignore[union-attr]
+    facts = ProcessFacts(
+        pid=head.pid,
+        parent=head.ppid,
+        path=file,
+        argv=Argv(args, True),
+        cwd=cwd_text,
+        mode=path_facts.mode if path_facts is not None else None,
+        owner_uid=path_facts.owner_uid if path_facts is not None else None,
+        owner_gid=path_facts.owner_gid if path_facts is not None else None,
+    )
+    return _process_columns(
+        event, boot_time, head.name, head.audit_arch, head.task, True, head.exit_code, facts
+    )
+
+
 def process_row(event: Event, boot_time: float, *, include_failed: bool = False) -> dict | None:
     """A process_events row for execve/execveat, fork/vfork/clone and kill/tkill/tgkill.
 
@@ -310,6 +541,14 @@ def process_row(event: Event, boot_time: float, *, include_failed: bool = False)
     Failed calls give no row unless include_failed (osquery reports successful ones only).
     `overflows` is "cmdline" when arguments are missing or were cut by the kernel.
     """
+    row = _fast_exec_row(event, boot_time)
+    if row is not _SLOW:
+        return row  # type: ignore[return-value]
+    return _process_row(event, boot_time, include_failed)
+
+
+def _process_row(event: Event, boot_time: float, include_failed: bool) -> dict | None:
+    """process_row the careful way, from the parsed records: every case."""
     call = _syscall(event)
     if call is None:
         return None
@@ -323,15 +562,21 @@ def process_row(event: Event, boot_time: float, *, include_failed: bool = False)
     facts = case(event, call, syscall_fields, success)
     if facts is None:
         return None
-    return _process_columns(event, boot_time, call, syscall_fields, success, facts)
+    exit_code = parse_decimal(syscall_fields.get("exit"))
+    task = _task(call.record)
+    return _process_columns(
+        event, boot_time, call.name, call.audit_arch, task, success, exit_code, facts
+    )
 
 
 def _process_columns(
     event: Event,
     boot_time: float,
-    call: SyscallCall,
-    syscall_fields: dict[str, str],
+    name: str,
+    audit_arch: int,
+    task: Task,
     success: bool,
+    exit_code: int | None,
     facts: ProcessFacts,
 ) -> dict:
     """The whole process_events row: the case's facts, and what the SYSCALL record says."""
@@ -346,11 +591,11 @@ def _process_columns(
         "env_count": 0,
         "env_size": 0,
         "cwd": facts.cwd,
-        "auid": parse_ident(syscall_fields.get("auid")),
-        "uid": parse_ident(syscall_fields.get("uid")),
-        "euid": parse_ident(syscall_fields.get("euid")),
-        "gid": parse_ident(syscall_fields.get("gid")),
-        "egid": parse_ident(syscall_fields.get("egid")),
+        "auid": task.auid,
+        "uid": task.uid,
+        "euid": task.euid,
+        "gid": task.gid,
+        "egid": task.egid,
         "owner_uid": facts.owner_uid,
         "owner_gid": facts.owner_gid,
         "atime": None,
@@ -361,20 +606,20 @@ def _process_columns(
         "parent": facts.parent if facts.parent is not None else -1,
         "time": event.sec,
         "uptime": _uptime(event, boot_time),
-        "fsuid": parse_ident(syscall_fields.get("fsuid")),
-        "suid": parse_ident(syscall_fields.get("suid")),
-        "fsgid": parse_ident(syscall_fields.get("fsgid")),
-        "sgid": parse_ident(syscall_fields.get("sgid")),
-        "syscall": call.name,
+        "fsuid": task.fsuid,
+        "suid": task.suid,
+        "fsgid": task.fsgid,
+        "sgid": task.sgid,
+        "syscall": name,
         "argv": argv_json,
-        "exe": _field_text(syscall_fields, "exe"),
-        "comm": _field_text(syscall_fields, "comm"),
-        "tty": syscall_fields.get("tty"),
-        "ses": parse_ident(syscall_fields.get("ses")),
+        "exe": task.exe,
+        "comm": task.comm,
+        "tty": task.tty,
+        "ses": task.ses,
         "success": 1 if success else 0,
-        "exit": parse_decimal(syscall_fields.get("exit")),
-        "key": _keys(syscall_fields.get("key")),
-        "arch": _arch_token(call.audit_arch),
+        "exit": exit_code,
+        "key": task.key,
+        "arch": _arch_token(audit_arch),
         "time_ms": event.sec * 1000 + event.msec,
         "serial": event.serial,
     }
@@ -383,6 +628,136 @@ def _process_columns(
 def _proctitle(event: Event) -> Argv:
     record = event.first(AUDIT_PROCTITLE)
     return proctitle_argv(record) if record is not None else Argv([], False)
+
+
+# The fixed head of a SYSCALL record as the kernel writes it (kernel/auditsc.c,
+# audit_log_exit), up to the task part: the fast path of socket rows reads it in one match.
+_SYSCALL_HEAD = re.compile(
+    rb"audit\([0-9.:]+\): ?arch=([0-9a-fA-F]+) syscall=([0-9]+) success=(yes|no)"
+    rb" exit=(-?[0-9]+) a0=([0-9a-fA-F]+) a1=[0-9a-fA-F]+ a2=[0-9a-fA-F]+ a3=[0-9a-fA-F]+"
+    rb" items=[0-9]+ ppid=([0-9]+) pid=([0-9]+) (?=auid=)"
+)
+_SADDR = re.compile(rb"(?:^|[ :])saddr=([0-9A-Fa-f]*)(?:[ \x00\n]|$)")
+_FAST_ACTIONS = {"connect": "connect", "bind": "bind", "accept": "accept", "accept4": "accept"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _call_of(arch: bytes, nr: bytes) -> tuple[str, int]:
+    audit_arch = int(arch, 16)
+    return audit_syscall_name(audit_arch, int(nr)), audit_arch
+
+
+@functools.lru_cache(maxsize=4096)
+def _task_of_bytes(task: bytes) -> Task:
+    """Task columns of a SYSCALL payload's task part, as its text gives them."""
+    return _cached_task(task.rstrip(b"\x00\n").decode("utf-8", "surrogateescape"))
+
+
+Address = tuple[Optional[int], Optional[str], Optional[int], Optional[str]]
+_NO_ADDRESS: Address = (None, None, None, None)
+
+
+def _address_columns(data: bytes | None) -> Address:
+    """(family, address, port, unix path) of a SOCKADDR record's saddr bytes."""
+    sockaddr = decode_sockaddr(data) if data is not None else None
+    if sockaddr is None:
+        return _NO_ADDRESS
+    if sockaddr.family == AF_UNIX:
+        return sockaddr.family, None, None, display_text(sockaddr.path)
+    return sockaddr.family, sockaddr.address, sockaddr.port, None
+
+
+@functools.lru_cache(maxsize=4096)
+def _sockaddr_columns(saddr: bytes) -> Address:
+    """_address_columns of a SOCKADDR record's saddr hex."""
+    return _address_columns(bytes.fromhex(saddr.decode("ascii")))
+
+
+def _socket_status(action: str, success: bool, exit_code: int | None) -> str:
+    if success:
+        return "succeeded"
+    if action == "connect" and exit_code == -errno.EINPROGRESS:
+        return "in_progress"
+    if action == "accept" and exit_code == -errno.EAGAIN:
+        return "no_client"
+    return "failed"
+
+
+def _socket_columns(
+    event: Event,
+    boot_time: float,
+    action: str,
+    name: str,
+    pid: int | None,
+    fd: int | None,
+    task: Task,
+    address: Address,
+    success: bool,
+    exit_code: int | None,
+) -> dict:
+    """The whole socket_events row."""
+    family, ip, port, unix_path = address
+    status = _socket_status(action, success, exit_code)
+    local = action == "bind"
+    return {
+        "action": action,
+        "pid": pid,
+        "path": task.exe,
+        "fd": str(fd) if fd is not None else None,
+        "auid": task.auid,
+        "family": family,
+        "protocol": 0,
+        "local_address": ip if local else None,
+        "remote_address": None if local else ip,
+        "local_port": port if local else None,
+        "remote_port": None if local else port,
+        "socket": unix_path,
+        "time": event.sec,
+        "uptime": _uptime(event, boot_time),
+        "success": 0 if status == "failed" else 1,
+        "status": status,
+        "exe": task.exe,
+        "comm": task.comm,
+        "uid": task.uid,
+        "euid": task.euid,
+        "syscall": name,
+        "exit": exit_code,
+        "key": task.key,
+        "time_ms": event.sec * 1000 + event.msec,
+        "serial": event.serial,
+    }
+
+
+_SLOW = object()
+
+
+def _fast_socket_row(event: Event, boot_time: float) -> object:
+    """socket_row from the payloads alone for the plain case (SYSCALL first, with the
+    kernel's head, connect/bind/accept/accept4 with one hex saddr); _SLOW for any other."""
+    types = event.types
+    if not types or types[0] != AUDIT_SYSCALL or AUDIT_SOCKADDR not in types:
+        return _SLOW
+    payloads = event.payloads
+    head = _fast_head(payloads[0])
+    action = _FAST_ACTIONS.get(head.name) if head is not None else None
+    if head is None or action is None:
+        return _SLOW
+    sockaddr = payloads[types.index(AUDIT_SOCKADDR)]
+    found = _SADDR.search(sockaddr)
+    if found is None or len(found.group(1)) % 2 or sockaddr.count(b"saddr=") != 1:
+        return _SLOW
+    return _socket_columns(
+        event,
+        boot_time,
+        action,
+        head.name,
+        head.pid,
+        int(head.a0, 16),
+        head.task,
+        _sockaddr_columns(found.group(1)),
+        head.success,
+        head.exit_code,
+    )
 
 
 def socket_row(event: Event, boot_time: float) -> dict | None:
@@ -399,6 +774,12 @@ def socket_row(event: Event, boot_time: float) -> dict | None:
     - status: succeeded; in_progress for connect failing with EINPROGRESS; no_client for
       accept failing with EAGAIN; else failed. success is 0 only for failed (as osquery).
     """
+    row = _fast_socket_row(event, boot_time)
+    return _socket_row(event, boot_time) if row is _SLOW else row  # type: ignore[return-value]
+
+
+def _socket_row(event: Event, boot_time: float) -> dict | None:
+    """socket_row the careful way, from the parsed records: every case."""
     call = _syscall(event)
     if call is None:
         return None
@@ -414,58 +795,23 @@ def socket_row(event: Event, boot_time: float) -> dict | None:
     if action is None:
         return None
     syscall_fields = call.record.fields
-    success = syscall_fields.get("success") == "yes"
-    exit_code = parse_decimal(syscall_fields.get("exit"))
-    if success:
-        status = "succeeded"
-    elif action == "connect" and exit_code == -errno.EINPROGRESS:
-        status = "in_progress"
-    elif action == "accept" and exit_code == -errno.EAGAIN:
-        status = "no_client"
-    else:
-        status = "failed"
-    fd = args.hexint("a0") if args is not None else None
-    family = address = port = unix_path = None
     sockaddr_record = event.first(AUDIT_SOCKADDR)
     if sockaddr_record is None and action != "accept":
         # connect and bind always log their address when audited by a rule; without it the
         # event was logged for another reason (e.g. a multicast join's EVENT_LISTENER).
         return None
+    address = _NO_ADDRESS
     if sockaddr_record is not None:
-        data = sockaddr_record.data("saddr")
-        sockaddr = decode_sockaddr(data) if data is not None else None
-        if sockaddr is not None:
-            family = sockaddr.family
-            if family == AF_UNIX:
-                unix_path = display_text(sockaddr.path)
-            else:
-                address, port = sockaddr.address, sockaddr.port
-    local = action == "bind"
-    exe = _field_text(syscall_fields, "exe")
-    return {
-        "action": action,
-        "pid": parse_decimal(syscall_fields.get("pid")),
-        "path": exe,
-        "fd": str(fd) if fd is not None else None,
-        "auid": parse_ident(syscall_fields.get("auid")),
-        "family": family,
-        "protocol": 0,
-        "local_address": address if local else None,
-        "remote_address": None if local else address,
-        "local_port": port if local else None,
-        "remote_port": None if local else port,
-        "socket": unix_path,
-        "time": event.sec,
-        "uptime": _uptime(event, boot_time),
-        "success": 0 if status == "failed" else 1,
-        "status": status,
-        "exe": exe,
-        "comm": _field_text(syscall_fields, "comm"),
-        "uid": parse_ident(syscall_fields.get("uid")),
-        "euid": parse_ident(syscall_fields.get("euid")),
-        "syscall": name,
-        "exit": exit_code,
-        "key": _keys(syscall_fields.get("key")),
-        "time_ms": event.sec * 1000 + event.msec,
-        "serial": event.serial,
-    }
+        address = _address_columns(sockaddr_record.data("saddr"))
+    return _socket_columns(
+        event,
+        boot_time,
+        action,
+        name,
+        parse_decimal(syscall_fields.get("pid")),
+        args.hexint("a0") if args is not None else None,
+        _task(call.record),
+        address,
+        syscall_fields.get("success") == "yes",
+        parse_decimal(syscall_fields.get("exit")),
+    )

@@ -22,7 +22,7 @@ def query(socket_path: str, sql: str, *, timeout: float | None = 600.0) -> Query
             status = response.status if response is not None else None
             if status is None or status.code != 0:
                 raise QueryError(status.message if status else "no status in the query reply")
-            rows = [dict(row) for row in response.response or []]
+            rows = [row if row.__class__ is dict else dict(row) for row in response.response or []]
             described = client.getQueryColumns(sql)
     except ThriftConnectError as exc:
         raise QueryError(f"cannot reach the osquery extension manager: {exc}") from None

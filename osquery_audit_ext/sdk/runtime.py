@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Callable
 
-from osquery.extensions import Extension
-from osquery.extensions.ttypes import InternalExtensionInfo
-
+from .osquery_thrift import Extension
+from .osquery_thrift.ttypes import InternalExtensionInfo
 from .plugin import ExtensionHandler, Table
 from .transport import ThriftConnectError, UnixThriftServer, connect
 

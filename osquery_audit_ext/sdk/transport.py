@@ -1,6 +1,8 @@
 """Thrift over Unix sockets, as osquery speaks it: binary protocol, buffered transport.
 
-Shared by the embedded core, the extension runtime and the query client. Clients open a
+Both ends use thrift's C-accelerated binary protocol (fastbinary) when thrift's C extension
+is installed, and thrift's pure-Python one otherwise (e.g. inside the .ext zipapp): the
+bytes on the wire are the same (tests/sdk/test_thrift_wire.py). Shared by the embedded core, the extension runtime and the query client. Clients open a
 new connection per call (as osquery core does); the server gives every connection its own
 thread, so a long `generate` never holds up a health ping.
 """
@@ -17,12 +19,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from osquery.extensions import ExtensionManager
-from thrift.protocol import TBinaryProtocol
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.Thrift import TException
 from thrift.transport import TSocket, TTransport
 
 from ..errors import AuditExtError
+from .osquery_thrift import ExtensionManager
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,16 @@ logging.getLogger("thrift").addHandler(logging.NullHandler())
 logging.getLogger("thrift").propagate = False
 
 SUN_PATH_MAX = 107
+
+
+def binary_protocol(transport: TTransport.TTransportBase) -> TBinaryProtocolAccelerated:
+    """osquery's binary protocol on `transport`; in C when fastbinary imports, else Python."""
+    return TBinaryProtocolAccelerated(transport, fallback=True)
+
+
+def accelerated() -> bool:
+    """Whether Thrift messages are encoded and decoded by thrift's C extension here."""
+    return getattr(binary_protocol(TTransport.TMemoryBuffer()), "_fast_encode", None) is not None
 
 
 class ThriftConnectError(AuditExtError):
@@ -76,7 +88,7 @@ def connect(path: str, timeout: float | None = None) -> Iterator[Any]:
     handle = TSocket.TSocket(unix_socket=path)
     handle.setHandle(sock)
     transport = TTransport.TBufferedTransport(handle)
-    client = ExtensionManager.Client(TBinaryProtocol.TBinaryProtocol(transport))
+    client = ExtensionManager.Client(binary_protocol(transport))
     try:
         yield client
     except (OSError, TException) as exc:
@@ -193,7 +205,7 @@ class UnixThriftServer:
         handle = TSocket.TSocket()
         handle.setHandle(conn)
         transport = TTransport.TBufferedTransport(handle)
-        protocol = TBinaryProtocol.TBinaryProtocol(transport)
+        protocol = binary_protocol(transport)
         try:
             while not self._stopping.is_set():
                 self.processor.process(protocol, protocol)

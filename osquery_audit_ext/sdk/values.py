@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from typing import Callable
 
 from .columns import BIGINT, BLOB, COLUMN_TYPES, DOUBLE, INTEGER, TEXT, UNKNOWN, UNSIGNED_BIGINT
 
@@ -84,6 +86,73 @@ def column_value(ctype: str, text: str | None) -> int | float | str | None:
     return None  # UNKNOWN: core logs an error and leaves the column NULL
 
 
+def _bigint(text: str | None) -> int | None:
+    # Plain decimal (what extensions send) in int64 range without leading zeros: int() agrees
+    # with strtoll; anything else takes the exact path.
+    if text is None:
+        return None
+    if text.isdigit() and text.isascii() and len(text) < 19 and (text[0] != "0" or len(text) == 1):
+        return int(text)
+    return parse_c_integer(text)
+
+
+def _integer(text: str | None) -> int | None:
+    number = _bigint(text)
+    return None if number is None else _as_c_int(number)
+
+
+def _text(text: str | None) -> str | None:
+    return text
+
+
+def _double(text: str | None) -> float | None:
+    return None if text is None else parse_c_double(text)
+
+
+def _unknown(text: str | None) -> None:
+    return None
+
+
+_CONVERTERS = {
+    TEXT: _text,
+    BLOB: _text,
+    INTEGER: _integer,
+    BIGINT: _bigint,
+    UNSIGNED_BIGINT: _bigint,
+    DOUBLE: _double,
+}
+
+
+def column_converter(ctype: str) -> Callable[[str | None], int | float | str | None]:
+    """column_value for one column type, as one function (for converting many values)."""
+    return _CONVERTERS.get(ctype, _unknown)
+
+
+# A whole column of plain decimals that int() reads exactly as strtoll does (no sign but
+# '-', no leading zero, no space, inside int64; inside int32 for INTEGER columns).
+_PLAIN_INTEGERS = {
+    BIGINT: re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\n-?(?:0|[1-9][0-9]{0,17}))*"),
+    INTEGER: re.compile(r"-?(?:0|[1-9][0-9]{0,8})(?:\n-?(?:0|[1-9][0-9]{0,8}))*"),
+}
+_PLAIN_INTEGERS[UNSIGNED_BIGINT] = _PLAIN_INTEGERS[BIGINT]
+
+
+def convert_column(ctype: str, texts: list[str | None]) -> list[int | float | str | None]:
+    """[column_value(ctype, t) for t in texts], by C loops when every value is plain."""
+    if ctype in (TEXT, BLOB):
+        return texts  # type: ignore[return-value]
+    if not any(texts):  # every value "" or missing: NULL in any column but TEXT/BLOB
+        return [None] * len(texts)
+    plain = _PLAIN_INTEGERS.get(ctype)
+    if plain is not None and None not in texts:
+        joined = "\n".join(texts)  # type: ignore[arg-type]
+        # One line per value (no value holds a newline), each one plain.
+        if joined.count("\n") == len(texts) - 1 and plain.fullmatch(joined):
+            return list(map(int, texts))  # type: ignore[arg-type]
+    convert = column_converter(ctype)
+    return [convert(t) for t in texts]
+
+
 def parse_rowid(text: str) -> int | None:
     """A row's "rowid" key: base 10 over the whole string, else the row is an error."""
     body = text.lstrip(_C_SPACE)
@@ -95,6 +164,8 @@ def parse_rowid(text: str) -> int | None:
 
 def result_text(value: object, nullvalue: str = "") -> str:
     """One query result value as core's query() returns it (castVariant)."""
+    if value.__class__ is str:
+        return value  # type: ignore[return-value]
     if value is None:
         return nullvalue
     if isinstance(value, bool):
@@ -107,6 +178,30 @@ def result_text(value: object, nullvalue: str = "") -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).split(b"\0", 1)[0].decode("utf-8", errors="replace")
     return str(value)
+
+
+_TEXT_KIND = frozenset({str})
+_INT_KIND = frozenset({int})
+_TEXT_OR_NONE = frozenset({str, type(None)})
+_INT_OR_NONE = frozenset({int, type(None)})
+
+
+def column_text(
+    values: Sequence[object], null: str, fallback: Callable[[object], str]
+) -> Sequence[str]:
+    """[fallback(v) for v in values] for one column, where fallback gives str(v) for an int
+    and `null` for None: the common columns (all text, all ints, either with None) go
+    without a call per value."""
+    kinds = set(map(type, values))
+    if kinds <= _TEXT_KIND:
+        return values  # type: ignore[return-value]
+    if kinds <= _INT_KIND:
+        return tuple(map(str, values))
+    if kinds <= _TEXT_OR_NONE:
+        return tuple(null if v is None else v for v in values)  # type: ignore[misc]
+    if kinds <= _INT_OR_NONE:
+        return tuple(null if v is None else str(v) for v in values)
+    return tuple(map(fallback, values))
 
 
 _JSON_ESCAPES = {

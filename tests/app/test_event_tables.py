@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 
 import pytest
 from helpers.goldens import RECORDS_GOLDEN
+from helpers.harness import running_core
 
 from osquery_audit_ext.app.consumers import ConsumerCursors
 from osquery_audit_ext.app.state import StateDir
@@ -16,6 +18,7 @@ from osquery_audit_ext.app.tables import EID_WIDTH, AuditConsumersTable, EventTa
 from osquery_audit_ext.core.manager import EmbeddedCore
 from osquery_audit_ext.events.ring import EventRing
 from osquery_audit_ext.sdk.plugin import QueryContext
+from osquery_audit_ext.sdk.runtime import run_extension
 from osquery_audit_ext.sdk.tablespec import load_spec
 
 GOLDEN = RECORDS_GOLDEN
@@ -291,3 +294,36 @@ def test_audit_consumers_lists_every_cursor(consumed):
         }
     ]
     assert int(rows[0]["last_read"]) > 1_700_000_000
+
+
+def test_count_over_an_extension_sends_no_columns():
+    """Served by an extension (as under osqueryd), a table has no WITHOUT ROWID key: count(*)
+    uses no column, so every row goes over Thrift empty; one column sends just that one."""
+    templates = golden_process_rows()
+    ring = EventRing(capacity=100, expiry=0)
+    for i in range(40):
+        ring.append(1_700_000_000 + i, 1000 + i, dict(templates[i % len(templates)]))
+    table = RecordingTable(ring)
+    with running_core(timeout=3, interval=0.5) as (core, _directory):
+        thread = threading.Thread(
+            target=run_extension,
+            args=("counting", "1", [table]),
+            kwargs={"socket_path": core.socket_path, "timeout": 3, "interval": 0.2},
+            daemon=True,
+        )
+        thread.start()
+        try:
+            core.wait_for_extension("counting", 20)
+            assert query(core, "SELECT count(*) AS n FROM process_events") == [{"n": "40"}]
+            assert table.contexts[-1].cols_used == frozenset()
+            assert table.built == 0
+            assert table.generate(table.contexts[-1]) == [{}] * 40
+            rows = query(core, "SELECT cmdline FROM process_events")
+            assert table.contexts[-1].cols_used == frozenset({"cmdline"})
+            assert [r["cmdline"] for r in rows] == [
+                templates[i % len(templates)]["cmdline"] for i in range(40)
+            ]
+            assert set(table.generate(table.contexts[-1])[0]) == {"cmdline"}
+        finally:
+            core.stop()
+            thread.join(timeout=20)

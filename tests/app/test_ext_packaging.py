@@ -68,7 +68,9 @@ def test_contents(ext_file: str):
     assert "__main__.py" in names
     assert {f"osquery_audit_ext/_tables/{n}.table" for n in SPEC_NAMES} <= names
     assert "osquery_audit_ext/core/tables/time.table" in names
-    assert {"osquery/extensions/ExtensionManager.py", "osquery/extensions/ttypes.py"} <= names
+    bindings = "osquery_audit_ext/sdk/osquery_thrift"
+    assert {f"{bindings}/ExtensionManager.py", f"{bindings}/ttypes.py"} <= names
+    assert not [n for n in names if n.startswith("osquery/")]  # osquery-python is not needed
     assert "thrift/protocol/TBinaryProtocol.py" in names
     assert not [n for n in names if n.endswith((".so", ".pyc", ".c")) or "__pycache__" in n]
     assert not [n for n in names if n.startswith(("apsw", "tests/", "future/"))]
@@ -99,10 +101,11 @@ def test_specs_and_protocol_load_from_the_zip_without_site_packages(ext_file: st
         ext_file,
         """
         import osquery_audit_ext.sdk.tablespec as tablespec
-        from osquery.extensions import ExtensionManager
-        from thrift.protocol import TBinaryProtocol
+        from osquery_audit_ext.sdk.osquery_thrift import ExtensionManager
         import osquery_audit_ext.sdk.runtime
+        from osquery_audit_ext.sdk.transport import accelerated
         assert ".ext" in tablespec.__file__
+        assert not accelerated()  # thrift's C extension is not in the zip: pure Python
         print(",".join(s.name for s in tablespec.all_specs()))
         print(tablespec.load_spec("audit_status").routes()[0]["id"])
         try:
@@ -116,7 +119,8 @@ def test_specs_and_protocol_load_from_the_zip_without_site_packages(ext_file: st
 
 
 def test_zipped_runtime_serves_a_core():
-    """The runtime, thrift and osquery-python from the zip, registering with a real core."""
+    """The runtime and thrift from the zip (pure-Python protocol), registering with a real core
+    (C-accelerated protocol where thrift's extension is installed)."""
     with running_core(timeout=3, interval=0.5) as (core, _directory), short_dir() as build_dir:
         ext = os.path.join(build_dir, "o.ext")
         build(ext)

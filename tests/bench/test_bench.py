@@ -36,6 +36,7 @@ from osquery_audit_ext.bench.report import (
     summary_line,
 )
 from osquery_audit_ext.bench.ringbench import (
+    E2E_TABLES,
     TableFigures,
     connect_event_records,
     exec_event_records,
@@ -304,6 +305,12 @@ def test_ring_bench_small(tmp_path):
         assert f.events == f.sql_count == 300
         assert f.pid_rows == 3  # each synthetic pid has three events in a row
         assert f.pipeline_us_per_event > 0
+        if f.table in E2E_TABLES:
+            # End to end through a real extension process: every row came back.
+            assert f.e2e_error is None
+            assert f.e2e_star_ms and f.e2e_column_ms and f.e2e_count_ms
+        else:
+            assert f.e2e_star_ms is None and f.e2e_error is None
 
 
 # -- waiting --------------------------------------------------------------------------------
@@ -351,8 +358,20 @@ def test_format_table_aligns_text_left_and_figures_right():
     ]
 
 
-def _storm(consumer, kind, calls, rate, ours=None, lost=0):
-    return StormFigures(consumer, kind, calls, calls / rate, rate, 0, 1, lost, True, ours=ours)
+def _storm(consumer, kind, calls, rate, ours=None, lost=0, auditd_us=None):
+    return StormFigures(
+        consumer,
+        kind,
+        calls,
+        calls / rate,
+        rate,
+        0,
+        1,
+        lost,
+        True,
+        auditd_cpu_us_per_event=auditd_us,
+        ours=ours,
+    )
 
 
 def _ours(calls, visible, evicted=0, capacity_before=0, **counters):
@@ -364,26 +383,53 @@ def _ours(calls, visible, evicted=0, capacity_before=0, **counters):
     )
 
 
-def _ring_figures(pid_ms=3.0, rss=700.0):
+def _ring_figures(pid_ms=3.0, rss=500.0, full_ms=800.0, e2e=(4000.0, 1500.0, 300.0)):
     return [
-        TableFigures("process_events", 100_000, 70.0, rss, 3, 1.0, 100.0, pid_ms, 900.0, 100_000)
+        TableFigures(
+            "process_events", 100_000, 70.0, rss, 3, 1.0, full_ms, pid_ms, 900.0, 100_000, *e2e
+        )
     ]
 
 
 def test_targets_pass_when_ours_is_faster_and_complete():
     runs = [
         RunResult(NO_RULES, [_storm(NO_RULES, "connect", 1000, 5000.0)]),
-        RunResult(AUDITD, [_storm(AUDITD, "connect", 1000, 1000.0)]),
+        RunResult(AUDITD, [_storm(AUDITD, "connect", 1000, 1000.0, auditd_us=10.0)]),
+        RunResult(SINK, [_storm(SINK, "connect", 1000, 1400.0)]),
         RunResult(OURS_UNICAST, [_storm(OURS_UNICAST, "connect", 1000, 1300.0, _ours(1000, 1000))]),
     ]
     targets = {t.name: t for t in all_targets(runs, _ring_figures(), 100_000, locked=False)}
+    cpu = targets["CPU per connect event, ours unicast / auditd"]
+    assert (cpu.verdict, cpu.value) == (PASS, "0.50x (5.0 / 10.0 us)")
+    assert targets["CPU per exec event, ours unicast / auditd"].verdict == NA
+    sink = targets["connect rate, ours unicast / discarding consumer"]
+    assert (sink.verdict, sink.value) == (PASS, "0.93x (1,300 / 1,400 calls/s)")
+    assert targets["full generate in-process, process_events"].verdict == PASS
+    for what in ("SELECT *", "one column", "count(*)"):
+        assert targets[f"end to end {what}, process_events"].verdict == PASS
     assert targets["connect rate, ours unicast / auditd"].verdict == PASS
     assert targets["connect rate, ours unicast / auditd"].value == "1.30x"
     assert targets["exec rate, ours unicast / auditd"].verdict == NA
     assert targets["zero loss at default settings"].verdict == PASS
     assert targets["every call made visible as a row (ours unicast, connect)"].verdict == PASS
     assert targets["pid-filtered query over a full ring"].verdict == PASS
-    assert targets["memory per buffered event"].verdict == PASS
+    assert targets["memory per buffered event, process_events"].verdict == PASS
+
+
+def test_speed_goals_scale_to_a_small_ring_and_name_what_failed():
+    ring = _ring_figures(full_ms=200.0, e2e=(600.0, 150.0, 50.0))
+    ring[0].e2e_error = None
+    targets = {t.name: t for t in all_targets([], ring, 10_000, locked=False)}
+    generate = targets["full generate in-process, process_events"]
+    assert (generate.goal, generate.verdict) == ("<= 90 ms", MISS)
+    assert "scaled to a 10,000-event ring" in generate.note
+    star = targets["end to end SELECT *, process_events"]
+    assert (star.goal, star.verdict) == ("<= 500 ms", MISS)
+    assert targets["end to end count(*), process_events"].verdict == PASS
+    ring[0].e2e_error = "extension oae_bench_rings did not register within 900 s"
+    targets = {t.name: t for t in all_targets([], ring, 10_000, locked=False)}
+    star = targets["end to end SELECT *, process_events"]
+    assert star.verdict == NA and "did not register" in star.note
 
 
 def test_rate_target_above_the_no_rules_rate_is_not_applicable():
@@ -430,8 +476,10 @@ def test_targets_miss_on_slow_lossy_or_heavy():
         RunResult(AUDITD, [_storm(AUDITD, "connect", 1000, 1000.0)]),
         RunResult(OURS_UNICAST, [_storm(OURS_UNICAST, "connect", 1000, 1100.0, ours, lost=2)]),
     ]
-    ring = _ring_figures(pid_ms=60.0, rss=1500.0)
+    ring = _ring_figures(pid_ms=60.0, rss=1500.0, full_ms=2000.0, e2e=(9000.0, 3000.0, 1200.0))
     targets = {t.name: t for t in all_targets(runs, ring, 100_000, locked=False)}
+    assert targets["full generate in-process, process_events"].verdict == MISS
+    assert targets["end to end count(*), process_events"].verdict == MISS
     assert targets["connect rate, ours unicast / auditd"].verdict == MISS
     loss = targets["zero loss at default settings"]
     assert loss.verdict == MISS
@@ -439,7 +487,7 @@ def test_targets_miss_on_slow_lossy_or_heavy():
     assert "calls without a row 10" in loss.value
     assert targets["every call made visible as a row (ours unicast, connect)"].verdict == MISS
     assert targets["pid-filtered query over a full ring"].verdict == MISS
-    assert targets["memory per buffered event"].verdict == MISS
+    assert targets["memory per buffered event, process_events"].verdict == MISS
 
 
 def test_capacity_evictions_are_not_loss_but_expiry_is():
@@ -464,7 +512,7 @@ def test_locked_targets_say_why_and_summary_says_locked():
     assert "substitute" in by_name["usermsg rate, ours unicast / auditd"].note
     assert by_name["every call made visible as a row"].verdict == NA
     line = summary_line(targets, locked=True, state_ok=True)
-    assert line.startswith("bench: 4 PASS, 0 MISS, 2 n/a") and "LOCKED" in line
+    assert line.startswith("bench: 8 PASS, 0 MISS, 5 n/a") and "LOCKED" in line
     assert "restored" in line
 
 

@@ -12,9 +12,12 @@ import time
 
 import pytest
 from helpers.harness import FixtureLog, core_with_fixture
+from hypothesis import given
+from hypothesis import strategies as st
 
+from osquery_audit_ext.core import sql as sql_module
 from osquery_audit_ext.core.manager import EmbeddedCore
-from osquery_audit_ext.core.sql import SQLError
+from osquery_audit_ext.core.sql import SQLEngine, SQLError
 from osquery_audit_ext.sdk.plugin import (
     EQUALS,
     GLOB,
@@ -24,6 +27,7 @@ from osquery_audit_ext.sdk.plugin import (
     LESS_THAN_OR_EQUALS,
     LIKE,
 )
+from osquery_audit_ext.sdk.values import result_text
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +288,35 @@ def test_options_and_thrift_registry_answers(fixture_core):
     assert options["extensions_socket"].value == core.socket_path
     assert options["extensions_default_index"].value == "true"
     assert json.dumps(sorted(core.extensions()))  # uuids are plain ints
+
+
+def test_result_text_of_mixed_columns_and_statements():
+    """Results are converted a column at a time; every value still reads as castVariant."""
+    engine = SQLEngine(dict, nullvalue="NULL")
+    sql = (
+        "SELECT 1 AS a, 'x' AS b, NULL AS c, 1.5 AS d, 7 AS e"
+        " UNION ALL SELECT 'y', 2, 3, x'4100', -8;"
+        " SELECT 2 AS a; SELECT 'z' AS f WHERE 0; SELECT 1e300 AS g, 3 AS g"
+    )
+    rows = engine.query(sql).rows
+    assert rows == [
+        {"a": "1", "b": "x", "c": "NULL", "d": "1.5", "e": "7"},
+        {"a": "y", "b": "2", "c": "3", "d": "A", "e": "-8"},
+        {"a": "2"},
+        {"g": "3"},
+    ]
+
+
+_SQLITE_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(),
+    st.floats(),
+    st.binary(max_size=4),
+)
+
+
+@given(st.lists(st.tuples(_SQLITE_VALUES, _SQLITE_VALUES), max_size=6))
+def test_statement_rows_equal_result_text_per_value(rows: list) -> None:
+    got = sql_module._statement_rows(rows, ["a", "b"], "NULL")
+    assert got == [{"a": result_text(a, "NULL"), "b": result_text(b, "NULL")} for a, b in rows]

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from osquery_audit_ext.audit.consts import AF_UNIX
+from osquery_audit_ext.events import rows as rows_module
 from osquery_audit_ext.events.coalesce import Coalescer, Event
 from osquery_audit_ext.events.rows import (
     argv_columns,
@@ -416,3 +417,134 @@ def test_real_connect_row(kernel_rw: None, audit_enabled: None, auditctl: object
     )
     assert (row["status"], row["success"], row["exit"], row["fd"]) == ("failed", 0, -111, str(fd))
     assert row["pid"] == os.getpid()
+
+
+# -- the fast path of socket rows -----------------------------------------------------------
+
+
+def _careful_and_fast(ev: Event) -> tuple[object, dict | None]:
+    fast = rows_module._fast_socket_row(ev, BOOT)
+    careful = rows_module._socket_row(Event(ev.types, list(ev.payloads)), BOOT)
+    return fast, careful
+
+
+def test_fast_socket_rows_equal_the_careful_ones_on_the_goldens() -> None:
+    taken = 0
+    for path in sorted(GOLDEN.glob("*.log")):
+        for ev in events_of(read_log(path)):
+            fast, careful = _careful_and_fast(ev)
+            if fast is not rows_module._SLOW:
+                taken += 1
+                assert fast == careful, (path.name, ev.serial)
+    assert taken >= 3
+
+
+def _kernel_text(data: bytes) -> str:
+    """An untrusted string as the kernel logs it: quoted, or hex when it must be."""
+    if any(b == 0x22 or b < 0x21 or b > 0x7E for b in data) or not data:
+        return data.hex().upper()
+    return '"' + data.decode() + '"'
+
+
+@given(
+    nr=st.sampled_from([42, 49, 43, 288, 41, 59]),
+    success=st.booleans(),
+    exit_code=st.sampled_from([0, 3, -11, -111, -115, -13]),
+    a0=st.integers(min_value=0, max_value=2**64 - 1),
+    saddr=st.one_of(
+        st.binary(max_size=30),
+        st.tuples(st.integers(0, 65535), st.binary(min_size=4, max_size=4)).map(
+            lambda t: b"\x02\x00" + t[0].to_bytes(2, "big") + t[1] + bytes(8)
+        ),
+        st.binary(max_size=20).map(lambda p: b"\x01\x00" + p),
+        st.binary(min_size=16, max_size=16).map(lambda a: b"\x0a\x00\x01\xbb" + bytes(4) + a),
+    ),
+    comm=st.binary(min_size=1, max_size=8),
+    key=st.one_of(st.just(b""), st.binary(min_size=1, max_size=8)),
+    ids=st.sampled_from(["1000", "0", "4294967295", "1000 pid=7", "1 a0=9"]),
+)
+def test_fast_socket_rows_equal_the_careful_ones(
+    nr: int, success: bool, exit_code: int, a0: int, saddr: bytes, comm: bytes, key: bytes, ids: str
+) -> None:
+    key_text = _kernel_text(key) if key else "(null)"
+    body = (
+        f"arch=c000003e syscall={nr} success={'yes' if success else 'no'} exit={exit_code} "
+        f"a0={a0:x} a1=7ffd a2=10 a3=0 items=0 ppid=10 pid=20 auid={ids} uid={ids} gid=1 "
+        f"euid={ids} suid=1 fsuid=1 egid=1 sgid=1 fsgid=1 tty=(none) ses={ids} "
+        f"comm={_kernel_text(comm)} exe={_kernel_text(b'/usr/bin/' + comm)} key={key_text}"
+    )
+    ev = event((1300, body), (1306, f"saddr={saddr.hex().upper()}"), (1327, "proctitle=6162"))
+    fast, careful = _careful_and_fast(ev)
+    if fast is not rows_module._SLOW:
+        assert fast == careful
+    assert socket_row(ev, BOOT) == careful
+
+
+def test_fast_exec_rows_equal_the_careful_ones_on_the_goldens() -> None:
+    taken = 0
+    for path in sorted(GOLDEN.glob("*.log")):
+        for ev in events_of(read_log(path)):
+            fast = rows_module._fast_exec_row(ev, BOOT)
+            if fast is not rows_module._SLOW:
+                taken += 1
+                careful = rows_module._process_row(Event(ev.types, list(ev.payloads)), BOOT, False)
+                assert fast == careful, (path.name, ev.serial)
+    assert taken >= 3
+
+
+@given(
+    args=st.lists(st.binary(max_size=6), max_size=5),
+    cwd=st.binary(min_size=1, max_size=10),
+    name=st.sampled_from([b"/usr/bin/ls", b"ls", b"./x y", b"", b"././a"]),
+    items=st.sampled_from([("0",), ("1", "0"), ("1",), ()]),
+    extra=st.sampled_from(["", "pid=5", "a0=1 exit=3"]),
+    success=st.booleans(),
+)
+def test_fast_exec_rows_equal_the_careful_ones(
+    args: list, cwd: bytes, name: bytes, items: tuple, extra: str, success: bool
+) -> None:
+    execve = f"argc={len(args)} " + " ".join(
+        f"a{i}={_kernel_text(a) if a else chr(34) * 2}" for i, a in enumerate(args)
+    )
+    paths = [
+        (
+            1302,
+            f"item={item} name={_kernel_text(name) if name else '(null)'} inode=5 mode=0100755 ouid={item} ogid=0",
+        )
+        for item in items
+    ]
+    ev = event(
+        (1300, syscall(59, extra, success="yes" if success else "no")),
+        (1309, execve.rstrip()),
+        (1307, f"cwd={_kernel_text(cwd)}"),
+        *paths,
+        (1327, "proctitle=6C73"),
+    )
+    fast = rows_module._fast_exec_row(ev, BOOT)
+    careful = rows_module._process_row(Event(ev.types, list(ev.payloads)), BOOT, False)
+    if fast is not rows_module._SLOW:
+        assert fast == careful
+    assert process_row(ev, BOOT) == careful
+
+
+@pytest.mark.parametrize(
+    "execve",
+    [
+        'argc=2 a0="ls" a1=ab\x1ccd',  # a separator str.split() splits on, unquoted
+        'argc=2 a0="ls" a1="a\x1fb"',
+        "argc=2 a0=6C73 a1=(null)",
+        'argc=3 a0="ls" a2="x" a1="y"',  # out of order: the careful way
+        'argc=1 a0="ls" a0="ls"',
+    ],
+)
+def test_fast_exec_rows_on_odd_execve_records(execve: str) -> None:
+    ev = event(
+        (1300, syscall(59)),
+        (1309, execve),
+        (1307, ' cwd="/"'),
+        (1302, 'item=0 name="/bin/ls" inode=5 mode=0100755 ouid=0 ogid=0'),
+    )
+    fast = rows_module._fast_exec_row(ev, BOOT)
+    careful = rows_module._process_row(Event(ev.types, list(ev.payloads)), BOOT, False)
+    assert fast is rows_module._SLOW or fast == careful
+    assert process_row(ev, BOOT) == careful

@@ -20,6 +20,7 @@ from osquery_audit_ext.sdk.plugin import (
     QueryContext,
     Table,
     encode_row,
+    encode_rows,
     encode_value,
 )
 from osquery_audit_ext.sdk.tablespec import parse_spec
@@ -267,3 +268,22 @@ def test_handler_ping_and_shutdown():
 def test_duplicate_table_names_refused():
     with pytest.raises(ValueError, match="two tables"):
         ExtensionHandler([DemoTable(), DemoTable()])
+
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(), st.floats(), st.binary(max_size=4)
+)
+
+
+@given(
+    st.lists(st.sampled_from(["pid", "path", "env"]), unique=True),
+    st.lists(st.lists(_VALUES, min_size=3, max_size=3), max_size=6),
+    st.booleans(),
+)
+def test_encode_rows_equals_encode_row_per_row(keys: list, values: list, shuffle: bool) -> None:
+    rows = [dict(zip(keys, v)) for v in values]
+    if shuffle and len(rows) > 1 and len(keys) > 1:
+        rows[-1] = dict(reversed(list(rows[-1].items())))  # same keys, another order
+    assert encode_rows(SPEC, rows) == [encode_row(SPEC, row) for row in rows]
+    tuples = [tuple(v) for v in values]
+    assert encode_rows(SPEC, tuples) == [encode_row(SPEC, t) for t in tuples]

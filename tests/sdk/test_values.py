@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from osquery_audit_ext.core.sql import generate_context
@@ -14,7 +14,9 @@ from osquery_audit_ext.sdk.columns import HIDDEN, INDEX, OPTIMIZED, REQUIRED
 from osquery_audit_ext.sdk.values import (
     INT64_MAX,
     INT64_MIN,
+    column_converter,
     column_value,
+    convert_column,
     json_string,
     parse_c_double,
     parse_c_integer,
@@ -186,3 +188,34 @@ def test_generate_context_shape():
     assert generate_context(table, {}, None, 0).endswith(
         '"affinity":"BIGINT"}],"colsUsedBitset":0}'
     )
+
+
+@given(
+    st.one_of(
+        st.none(),
+        st.text(),
+        st.integers().map(str),
+        st.sampled_from(
+            ["007", "-0", "+5", " 9", "0x1F", "9223372036854775808", "99999999999999999999"]
+        ),
+    )
+)
+def test_column_converters_agree_with_column_value(text: str | None) -> None:
+    for ctype in ("TEXT", "BLOB", "INTEGER", "BIGINT", "UNSIGNED BIGINT", "DOUBLE", "UNKNOWN"):
+        assert column_converter(ctype)(text) == column_value(ctype, text)
+
+
+@given(
+    st.sampled_from(["TEXT", "INTEGER", "BIGINT", "UNSIGNED BIGINT", "DOUBLE", "UNKNOWN"]),
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.integers(min_value=-(2**70), max_value=2**70).map(str),
+            st.sampled_from(["", "007", "-0", "0", "+5", "0x10", "1\n2", "1\n", "٣", "2147483648"]),
+        )
+    ),
+)
+@example("BIGINT", ["1\n2"])  # two numbers once joined: must not read as two
+@example("INTEGER", ["5", "-7", "2147483648"])
+def test_convert_column_equals_column_value_per_value(ctype: str, texts: list) -> None:
+    assert convert_column(ctype, texts) == [column_value(ctype, t) for t in texts]
