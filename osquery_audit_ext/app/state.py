@@ -182,6 +182,25 @@ class StateDir:
             os.close(fd)
 
 
+def state_owner(path: str | os.PathLike[str]) -> str | None:
+    """The pid (as written) of the live instance that owns the state dir at `path`, or None
+    when no instance holds it (or it does not exist). Takes the lock only for a moment."""
+    lock_file = Path(path) / LOCK_NAME
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return _read_owner(lock_file) or "?"
+        return None
+    finally:
+        os.close(fd)  # releases the lock if we got it
+    return None
+
+
 def _read_owner(lock_file: Path) -> str:
     try:
         return lock_file.read_text(encoding="ascii").strip()

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Callable, TextIO
 
 from ..app.launched_core import running_core
-from ..app.settings import CONFIG_ENV
+from ..app.settings import CONFIG_ENV, load_settings
+from ..app.state import state_owner
 from ..sdk.formats import MODES, render
 
 if TYPE_CHECKING:
@@ -199,10 +200,26 @@ def _interactive_lines(shell: Shell) -> Iterator[str]:
                 readline.write_history_file(history)
 
 
+def _state_dir_taken(config: str | None) -> bool:
+    """Whether a running instance (osqueryd's extension) owns the state dir: then this shell
+    keeps cursors and events in memory instead of failing, and says so."""
+    directory = load_settings(config).state.directory()
+    owner = state_owner(directory) if directory else None
+    if owner is None:
+        return False
+    logging.warning(
+        "the state dir %s belongs to a running instance (pid %s): this shell keeps its "
+        "state in memory and sees only events read from now on",
+        directory,
+        owner,
+    )
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="Warning: %(message)s")
     config = args.config or os.environ.get(CONFIG_ENV)
-    with running_core(config) as local:
+    with running_core(config, memory_state=_state_dir_taken(config)) as local:
         shell = Shell(local.core, mode=args.mode)
         if args.sql is not None:
             if args.sql.startswith("."):

@@ -17,6 +17,7 @@ from osquery_audit_ext.app.state import (
     STATE_DIR_ENV,
     StateDir,
     StateSettings,
+    state_owner,
 )
 from osquery_audit_ext.errors import ConfigError, StateError
 
@@ -121,3 +122,12 @@ def test_settings_choose_the_directory(monkeypatch: pytest.MonkeyPatch, tmp_path
         settings_from_dict({"state": {"path": "/x"}})
     with pytest.raises(ConfigError, match=r"state\.dir: expected a string"):
         settings_from_dict({"state": {"dir": 3}})
+
+
+def test_state_owner_names_the_live_owner_only(tmp_path: Path) -> None:
+    assert state_owner(tmp_path / "missing") is None
+    with StateDir(tmp_path):
+        assert state_owner(tmp_path) == str(os.getpid())
+    assert state_owner(tmp_path) is None  # the lock file stays, its owner is gone
+    with StateDir(tmp_path):  # and state_owner did not keep the lock
+        pass

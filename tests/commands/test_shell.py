@@ -12,6 +12,7 @@ import sys
 import pytest
 from helpers.harness import core_with_fixture, end_process, short_dir, wait_until
 
+from osquery_audit_ext.app.state import StateDir
 from osquery_audit_ext.commands.shell import Shell
 
 
@@ -168,3 +169,22 @@ def test_daemon_serves_queries_until_sigterm():
             assert os.listdir(os.path.dirname(socket_path)) == []
         finally:
             end_process(daemon)
+
+
+@pytest.mark.kernel
+def test_shell_beside_an_instance_that_owns_the_state_dir(private_state_dir):
+    """osqueryd's extension owns the state dir: the shell still opens, with its state in
+    memory, and says so instead of failing."""
+    with StateDir(private_state_dir):
+        done = subprocess.run(
+            _cli("shell", "SELECT state_dir FROM audit_status;"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"Warning: the state dir {private_state_dir} belongs to a running instance "
+        f"(pid {os.getpid()}): this shell keeps its state in memory" in done.stderr
+    )
+    assert "memory" in done.stdout and "Traceback" not in done.stderr
