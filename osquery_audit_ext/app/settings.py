@@ -52,6 +52,9 @@ class Settings:
     rules: tuple[str, ...] = ()
     key: str = "osquery_audit_ext"  # tags the rules we install (audit_rules.managed = 1)
     persist_rules: bool = False  # keep our rules in the kernel on exit (osquery's audit_persist)
+    # Without [control] backlog_limit, the kernel's backlog_limit is raised to this while we
+    # run when it is lower (restored on exit); 0 leaves it alone. auditd's rules use 8192.
+    raise_backlog_limit: int = 8192
     events: EventSettings = field(default_factory=EventSettings)
     ring: RingSettings = field(default_factory=RingSettings)
     reader: ReaderSettings = field(default_factory=ReaderSettings)
@@ -109,6 +112,7 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
         "rules",
         "key",
         "persist_rules",
+        "raise_backlog_limit",
         "events",
         "ring",
         "reader",
@@ -148,6 +152,9 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
         key=key,
         persist_rules=_check_type(
             f"{where}.persist_rules", data.get("persist_rules", False), False
+        ),
+        raise_backlog_limit=_check_type(
+            f"{where}.raise_backlog_limit", data.get("raise_backlog_limit", 8192), 0
         ),
         events=_section(EventSettings, data.get("events", {}), f"{where}.events"),
         ring=_section(RingSettings, data.get("ring", {}), f"{where}.ring"),

@@ -41,6 +41,8 @@ def test_defaults_match_osquery_flags():
     assert (s.events.process, s.events.sockets, s.events.socket_accept) == (True, False, True)
     assert (s.events.socket_unix, s.events.socket_failed) == (False, False)
     assert s.ring.expiry == 3600 and s.control == {} and not s.persist_rules
+    assert s.raise_backlog_limit == 8192
+    assert settings_from_dict({"raise_backlog_limit": 0}).raise_backlog_limit == 0
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,7 @@ def test_defaults_match_osquery_flags():
         ({"control": {"failure": 3}}, "control.failure: expected an integer 0..2"),
         ({"reader": {"event_timeout": 0}}, "reader.event_timeout: expected a positive number"),
         ({"key": ""}, "key: must be 1 to 255 bytes"),
+        ({"raise_backlog_limit": -1}, "raise_backlog_limit: expected a non-negative integer"),
         ({"ring": {"capacity": 0}}, "ring.capacity: the ring must hold at least 1 event"),
     ],
 )

@@ -116,5 +116,5 @@ def test_settings_choose_the_directory(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert StateSettings().directory() == DEFAULT_STATE_DIR
     with pytest.raises(ConfigError, match="state: unknown key 'path'"):
         settings_from_dict({"state": {"path": "/x"}})
-    with pytest.raises(ConfigError, match="state.dir: expected a string"):
+    with pytest.raises(ConfigError, match=r"state\.dir: expected a string"):
         settings_from_dict({"state": {"dir": 3}})
