@@ -20,9 +20,11 @@ from ..audit.control import AuditControl
 from ..audit.rule.codec import canonical_rule_data
 from ..errors import AuditExtError
 from ..events.coalesce import Event
+from ..events.journal import RingJournal
 from ..events.reader import AuditReader
 from ..events.ring import EventRing
-from ..events.routing import EventRouter
+from ..events.routing import SOCKET_EVENTS, EventRouter
+from .eids import load_eids, save_eids
 from .managed_rules import desired_rule_texts, encode_rule_texts, rule_keys
 from .originals import (
     Originals,
@@ -66,6 +68,8 @@ class AuditService:
         self._originals = Originals(key=settings.key)
         self._lock = threading.Lock()
         self._started = False
+        self.events_recovered = 0  # ring entries read back from the state dir at start
+        self.ring_torn = 0  # torn or damaged frames skipped in that recovery
 
     # -- events -> rows ---------------------------------------------------------------------
 
@@ -87,6 +91,7 @@ class AuditService:
                 self._started = False  # nothing changed yet, and the dir is not ours
             raise
         try:
+            self._open_journals()  # before the reader: restored entries come first
             with AuditControl() as control:
                 self._apply_control(control)
             self.reader = AuditReader(self.settings.mode, self.settings.reader, self.route_events)
@@ -118,7 +123,55 @@ class AuditService:
                 self._restore_control(control)
         except AuditExtError as exc:
             log.error("could not restore audit settings: %s", exc)
+        self._close_journals()
         self.state.close()
+
+    def _open_journals(self) -> None:
+        """The durable ring: read back what earlier runs kept, then write every new entry."""
+        state = self.settings.state
+        if self.state.path is None or not state.ring:
+            return
+        reserved = load_eids(self.state)
+        journals = []
+        for table, ring in self.router.rings().items():
+            journal = RingJournal(
+                self.state.path / "ring" / table,
+                compress=table == SOCKET_EVENTS,  # socket payloads are kept uncompressed
+                flush=state.flush,
+                freq=state.freq,
+            )
+            recovered = journal.recover()
+            self.events_recovered += ring.restore(
+                recovered.entries, next_eid=reserved.get(table, 1)
+            )
+            self.ring_torn += recovered.torn
+            ring.expire()
+            journal.prune(ring.first_eid)
+            journals.append(journal)
+            if recovered.entries or recovered.torn:
+                log.info(
+                    "%s: %d events recovered from %s (%d torn frames skipped)",
+                    table,
+                    len(ring),
+                    journal.directory,
+                    recovered.torn,
+                )
+        process, socket = journals
+        self.router.journals = (process, socket)
+
+    def _close_journals(self) -> None:
+        journals, self.router.journals = self.router.journals, None
+        if journals is None:
+            return
+        for journal in journals:
+            try:
+                journal.close()
+            except OSError as exc:
+                log.error("could not flush the durable ring: %s", exc)
+        try:
+            save_eids(self.state, {t: r.next_eid for t, r in self.router.rings().items()})
+        except AuditExtError as exc:
+            log.error("could not save the next eids: %s", exc)
 
     def _apply_control(self, control: AuditControl) -> None:
         status = control.get_status()
@@ -229,4 +282,6 @@ class AuditService:
             "events_buffered": sum(len(r) for r in rings),
             "ring_capacity": sum(r.capacity for r in rings),
             "state_dir": self.state.describe,
+            "events_recovered": self.events_recovered,
+            "ring_torn": self.ring_torn,
         }

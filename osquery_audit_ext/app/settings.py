@@ -13,6 +13,7 @@ from typing import Any
 
 from ..audit.control import SETTINGS, USER_SETTINGS
 from ..errors import ConfigError
+from ..events.journal import FLUSH_POLICIES
 from ..events.reader import MODES, ReaderSettings  # [reader] is defined beside its reader
 from ..sdk._toml import toml
 from .state import StateSettings
@@ -101,6 +102,13 @@ def _section(cls: type, data: Any, where: str) -> Any:
     section = cls(**values)
     if isinstance(section, RingSettings) and section.capacity < 1:
         raise ConfigError(f"{where}.capacity: the ring must hold at least 1 event")
+    if isinstance(section, StateSettings):
+        if section.flush not in FLUSH_POLICIES:
+            raise ConfigError(
+                f"{where}.flush: must be one of {', '.join(FLUSH_POLICIES)}, got {section.flush!r}"
+            )
+        if section.freq < 1:
+            raise ConfigError(f"{where}.freq: must be at least 1")
     return section
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 from ..audit.consts import AF_UNIX, AUDIT_SOCKADDR, AUDIT_SYSCALL
 from .coalesce import Event
+from .journal import RingJournal
 from .ring import EventRing
 from .rows import (
     EXEC_SYSCALLS,
@@ -119,6 +120,8 @@ class EventRouter:
         self.socket_ring = socket_ring
         self.boot_time = boot_time
         self.drop_unix_key = drop_unix_key
+        # Durable ring: (process, socket) journals each batch's new entries are written to.
+        self.journals: tuple[RingJournal, RingJournal] | None = None
 
     def rings(self) -> dict[str, EventRing]:
         return {PROCESS_EVENTS: self.process_ring, SOCKET_EVENTS: self.socket_ring}
@@ -134,6 +137,8 @@ class EventRouter:
         return build_row
 
     def route(self, events: list[Event]) -> None:
+        journals = self.journals
+        written: tuple[list, list] | None = None if journals is None else ([], [])
         for event in events:
             found = self.classify(event)
             if found is None:
@@ -141,9 +146,21 @@ class EventRouter:
             table, pid = found
             types = event.types  # the coalescer's shared tuple
             if table == PROCESS_EVENTS:
-                self.process_ring.append(event.sec, pid, (types, pack_payloads(event.payloads)))
+                item: Item = (types, pack_payloads(event.payloads))
+                eid = self.process_ring.append(event.sec, pid, item)
+                if written is not None:
+                    written[0].append((eid, event.sec, pid, item))
             else:
-                self.socket_ring.append(event.sec, pid, (types, tuple(event.payloads)))
+                item = (types, tuple(event.payloads))
+                eid = self.socket_ring.append(event.sec, pid, item)
+                if written is not None:
+                    written[1].append((eid, event.sec, pid, item))
+        if journals is not None and written is not None:
+            for journal, ring, entries in zip(journals, self.rings().values(), written):
+                if entries:
+                    journal.write(entries)
+                    if journal.needs_prune(ring.first_eid):
+                        journal.prune(ring.first_eid)
 
     def classify(self, event: Event) -> tuple[str, int | None] | None:
         """(table, pid) of the row the event gives, or None when it gives none."""

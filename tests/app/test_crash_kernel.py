@@ -4,6 +4,7 @@ or of the core, then a clean stop, and `status --restore` after a crash nobody f
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -230,4 +231,88 @@ def test_low_backlog_limit_is_raised_while_running(kernel_rw):
         if kernel_value("backlog_limit") != old:
             with AuditControl() as control:
                 control.set_status(backlog_limit=old)
+    assert audit_state() == before
+
+
+TRUE = shutil.which("true") or "/bin/true"
+
+
+def exec_marked(marker: str, count: int) -> None:
+    for n in range(count):
+        subprocess.run([TRUE, marker, str(n)], check=True)
+
+
+def marked_rows(core: EmbeddedCore, marker: str) -> list[tuple[str, str]]:
+    rows = core.query(
+        f"SELECT eid, cmdline FROM process_events WHERE cmdline LIKE '%{marker}%' ORDER BY eid"
+    ).rows
+    return [(row["eid"], row["cmdline"]) for row in rows]
+
+
+def test_events_read_before_kill9_survive_the_respawn_with_their_eids(kernel_rw, tmp_path):
+    before = audit_state()
+    key = f"oaetest_durable_{os.getpid()}"
+    config = tmp_path / "config.toml"
+    config.write_text(f'key = "{key}"\n[reader]\nevent_timeout = 0.5\n', encoding="utf-8")
+    marker = f"oaedurable{os.getpid()}"
+    with short_dir() as directory:
+        core = EmbeddedCore(os.path.join(directory, "em"), timeout=3, interval=0.3)
+        core.start()
+        try:
+            first = launch_audit_extension(core, str(config), respawn=True)
+            old = core.registry.find(EXTENSION_NAME)
+            assert old is not None
+            exec_marked(marker, 20)
+            wait_until(lambda: len(marked_rows(core, marker)) == 20, 20, "20 exec rows")
+            seen = marked_rows(core, marker)
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+
+            def respawned() -> bool:
+                entry = core.registry.find(EXTENSION_NAME)
+                return entry is not None and entry.uuid != old.uuid
+
+            wait_until(respawned, 30, "the respawned extension to register")
+            assert marked_rows(core, marker) == seen
+            (status,) = core.query("SELECT events_recovered, ring_torn FROM audit_status").rows
+            assert int(status["events_recovered"]) >= 20 and status["ring_torn"] == "0"
+            exec_marked(marker + "after", 1)  # new events get eids after the restored ones
+            wait_until(lambda: marked_rows(core, marker + "after"), 20, "a new exec row")
+            (after,) = marked_rows(core, marker + "after")
+            assert int(after[0]) > int(seen[-1][0])
+        finally:
+            core.stop()
+            end_process(first)
+    assert audit_state() == before
+
+
+def test_a_torn_segment_tail_is_counted_and_skipped(kernel_rw, private_state_dir):
+    before = audit_state()
+    settings = Settings(key=f"oaetest_torn_{os.getpid()}")
+    marker = f"oaetorn{os.getpid()}"
+    crashed = AuditService(settings)
+    crashed.start()
+    try:
+        exec_marked(marker, 5)
+        wait_until(
+            lambda: len(crashed.process_ring) >= 5 and crashed.router.journals is not None,
+            20,
+            "5 events in the ring",
+        )
+        wait_until(lambda: crashed.router.journals[0].written >= 5, 20, "5 journaled events")
+        eids = [e[0] for e in crashed.process_ring.query()]
+    finally:
+        crashed.stop()
+    segments = sorted((private_state_dir / "ring" / "process_events").glob("*.seg"))
+    assert segments
+    with open(segments[-1], "ab") as f:
+        f.write(b"OAJ0\xff\xff\x00\x00 half a frame")  # a crash in the middle of a write
+    later = AuditService(settings)
+    later.start()
+    try:
+        stats = later.status_stats()
+        assert stats["ring_torn"] == 1
+        assert [e[0] for e in later.process_ring.query()][: len(eids)] == eids
+    finally:
+        later.stop()
     assert audit_state() == before
