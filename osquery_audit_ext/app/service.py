@@ -91,7 +91,7 @@ class AuditService:
                 self._started = False  # nothing changed yet, and the dir is not ours
             raise
         try:
-            self._open_journals()  # before the reader: restored entries come first
+            self.open_durable_ring()  # before the reader: restored entries come first
             with AuditControl() as control:
                 self._apply_control(control)
             self.reader = AuditReader(self.settings.mode, self.settings.reader, self.route_events)
@@ -123,10 +123,10 @@ class AuditService:
                 self._restore_control(control)
         except AuditExtError as exc:
             log.error("could not restore audit settings: %s", exc)
-        self._close_journals()
+        self.close_durable_ring()
         self.state.close()
 
-    def _open_journals(self) -> None:
+    def open_durable_ring(self) -> None:
         """The durable ring: read back what earlier runs kept, then write every new entry."""
         state = self.settings.state
         if self.state.path is None or not state.ring:
@@ -159,7 +159,7 @@ class AuditService:
         process, socket = journals
         self.router.journals = (process, socket)
 
-    def _close_journals(self) -> None:
+    def close_durable_ring(self) -> None:
         journals, self.router.journals = self.router.journals, None
         if journals is None:
             return

@@ -6,17 +6,25 @@ EventRing; queries build rows (rows.process_row / socket_row) from what the ring
 are timed through EventTable.generate directly and through SQL on an embedded core
 (LocalTableSource: the plugin handler's row encoding, then SQLite), and the resident memory
 the rows added is divided by the rows buffered.
+
+The durable ring's cost is measured by filling the same rings again with the segment files
+on: the CPU per event with the default flush (incremental_async, whose fdatasync runs on a
+thread of its own and is counted in the process's CPU), the wall time per event with
+flush = data (one fdatasync per batch: the events one recvmmsg's 64 records complete), and
+the bytes on disk per event.
 """
 
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..app.service import AuditService
+from ..app.state import StateSettings
 from ..app.tables import EventTable
 from ..audit.consts import (
     AUDIT_CWD,
@@ -27,6 +35,7 @@ from ..audit.consts import (
     AUDIT_SOCKADDR,
     AUDIT_SYSCALL,
 )
+from ..audit.mmsg import BATCH
 from ..core.manager import EmbeddedCore
 from ..events.coalesce import Coalescer
 from ..sdk.plugin import EQUALS, Constraint, ConstraintList, QueryContext
@@ -161,6 +170,9 @@ class TableFigures:
     sql_pid_ms: float
     sql_count_ms: float
     sql_count: int  # what count(*) said: must be `events`
+    durable_us_per_event: float | None = None  # CPU, the same pipeline with the durable ring
+    durable_data_wall_us: float | None = None  # wall time per event with flush = data
+    disk_bytes_per_event: float | None = None  # segment bytes per event kept
 
 
 def fill(service: AuditService, make: Callable[..., Records], count: int) -> None:
@@ -171,13 +183,20 @@ def fill(service: AuditService, make: Callable[..., Records], count: int) -> Non
     )
     start = time.time() - count / EVENTS_PER_SECOND - 5  # all well inside the ring's expiry
     route = service.route_events
-    for msg_type, payload in synthetic_records(make, count, start, 1_000_000):
+    completed: list = []
+    # As the reader does: events completed by one recvmmsg batch are routed together.
+    for number, (msg_type, payload) in enumerate(
+        synthetic_records(make, count, start, 1_000_000), start=1
+    ):
         done = coalescer.add(msg_type, payload)
         if done:
-            route(done)
-    leftover = coalescer.flush()
-    if leftover:
-        route(leftover)
+            completed.extend(done)
+        if number % BATCH == 0 and completed:
+            route(completed)
+            completed = []
+    completed.extend(coalescer.flush())
+    if completed:
+        route(completed)
 
 
 def pid_context(pid: int) -> QueryContext:
@@ -234,6 +253,42 @@ def measure_table(
     )
 
 
+# flush = data syncs once per event here: a few thousand events tell the cost per event.
+DATA_FLUSH_EVENTS = 2000
+
+
+def durable_service(events: int, directory: Path, flush: str) -> AuditService:
+    """A service (not started: no kernel) whose rings write segment files in `directory`."""
+    settings = bench_settings("unicast", events)
+    settings = replace(settings, state=StateSettings(str(directory), flush=flush))
+    service = AuditService(settings)
+    service.state.open()
+    service.open_durable_ring()
+    return service
+
+
+def durable_figures(
+    name: str, make: Callable[..., Records], events: int, workdir: Path
+) -> tuple[float, float, float]:
+    """(CPU us/event with the default flush, wall us/event with flush = data, disk B/event)."""
+    figures = []
+    for flush, count in (("incremental_async", events), ("data", min(events, DATA_FLUSH_EVENTS))):
+        directory = workdir / f"durable-{name}-{flush}"
+        service = durable_service(count, directory, flush)
+        try:
+            cpu, wall = time.process_time(), time.perf_counter()
+            fill(service, make, count)
+            service.close_durable_ring()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            disk = sum(p.stat().st_size for p in (directory / "ring" / name).glob("*.seg"))
+        finally:
+            service.state.close()
+            shutil.rmtree(directory, ignore_errors=True)
+        figures.append((cpu / count * 1e6, wall / count * 1e6, disk / count))
+    (cpu_us, _wall, disk_per_event), (_cpu, data_wall_us, _disk) = figures
+    return cpu_us, data_wall_us, disk_per_event
+
+
 def ring_bench(
     events: int, workdir: Path, repeat: int = 7, progress: Callable[[str], None] = print
 ) -> list[TableFigures]:
@@ -263,10 +318,17 @@ def ring_bench(
     # A pid from the middle of the ring: a few events of one process among `events`.
     pid = 10_000 + (events // 2 // 3) % PIDS
     figures = []
+    makers = {"process_events": exec_event_records, "socket_events": connect_event_records}
     for table in tables:
-        progress(f"ring: timing queries over {table.spec.name} (best of {repeat})")
-        cpu, rss = measured[table.spec.name]
-        figures.append(measure_table(table, core, pid, repeat, cpu, rss))
+        name = table.spec.name
+        progress(f"ring: timing queries over {name} (best of {repeat})")
+        cpu, rss = measured[name]
+        figure = measure_table(table, core, pid, repeat, cpu, rss)
+        progress(f"ring: {name} again with the durable ring (segment files in {workdir})")
+        durable = durable_figures(name, makers[name], events, workdir)
+        figure.durable_us_per_event, figure.durable_data_wall_us = durable[0], durable[1]
+        figure.disk_bytes_per_event = durable[2]
+        figures.append(figure)
     return figures
 
 
