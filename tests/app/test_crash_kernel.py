@@ -316,3 +316,34 @@ def test_a_torn_segment_tail_is_counted_and_skipped(kernel_rw, private_state_dir
     finally:
         later.stop()
     assert audit_state() == before
+
+
+def test_records_made_while_no_instance_reads_are_counted(audit_enabled, kernel_rw):
+    """The serial gap between one run's last record and the next run's first: records the
+    kernel made with no reader registered (dropped to its log unless booted audit=1)."""
+    before = audit_state()
+    settings = Settings(key=f"oaetest_gap_{os.getpid()}")
+    marker = f"oaegap{os.getpid()}"
+    first = AuditService(settings)
+    first.start()
+    try:
+        exec_marked(marker, 2)
+        wait_until(lambda: len(first.process_ring) >= 2, 20, "2 events")
+    finally:
+        first.stop()
+    assert first.status_stats()["records_missed_while_down"] is None  # no run before it
+    for n in range(3):
+        run_auditctl("-m", f"oaetest gap {n}")  # user messages nobody reads
+    second = AuditService(settings)
+    second.start()
+    try:
+        exec_marked(marker, 1)
+        wait_until(
+            lambda: second.status_stats()["records_missed_while_down"] is not None,
+            20,
+            "the first record of the second run",
+        )
+        assert second.status_stats()["records_missed_while_down"] >= 3
+    finally:
+        second.stop()
+    assert audit_state() == before
