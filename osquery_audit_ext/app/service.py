@@ -193,6 +193,7 @@ class AuditService:
         if self.state.path is None or not state.ring:
             return
         reserved = load_eids(self.state)
+        (self.state.path / "ring").mkdir(mode=0o700, exist_ok=True)
         journals = []
         for table, ring in self.router.rings().items():
             journal = RingJournal(
