@@ -59,6 +59,20 @@ def audit_before(request: pytest.FixtureRequest, kernel_rw: None) -> Iterator[st
                 control.set_status(enabled=found)
 
 
+def kill_and_wait_respawn(core: EmbeddedCore, process: subprocess.Popen) -> None:
+    """kill -9 of the extension, then wait until the core's respawn has registered."""
+    old = core.registry.find(EXTENSION_NAME)
+    assert old is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+    def respawned() -> bool:
+        entry = core.registry.find(EXTENSION_NAME)
+        return entry is not None and entry.uuid != old.uuid
+
+    wait_until(respawned, 30, "the respawned extension to register")
+
+
 def test_extension_kill9_respawn_then_stop_restores(audit_before, tmp_path):
     before = audit_state()
     key = f"oaetest_crash_{os.getpid()}"
@@ -70,16 +84,7 @@ def test_extension_kill9_respawn_then_stop_restores(audit_before, tmp_path):
             first = launch_audit_extension(core, config, respawn=True)
             wait_until(lambda: changes_applied(key), 20, "the [control] settings and our rules")
             assert kernel_value("enabled") == 1
-            old = core.registry.find(EXTENSION_NAME)
-            assert old is not None
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-
-            def respawned() -> bool:
-                entry = core.registry.find(EXTENSION_NAME)
-                return entry is not None and entry.uuid != old.uuid
-
-            wait_until(respawned, 30, "the respawned extension to register")
+            kill_and_wait_respawn(core, first)
             # The new instance runs with the same changes, but knows the values before us.
             assert changes_applied(key)
         finally:
@@ -260,19 +265,10 @@ def test_events_read_before_kill9_survive_the_respawn_with_their_eids(kernel_rw,
         core.start()
         try:
             first = launch_audit_extension(core, str(config), respawn=True)
-            old = core.registry.find(EXTENSION_NAME)
-            assert old is not None
             exec_marked(marker, 20)
             wait_until(lambda: len(marked_rows(core, marker)) == 20, 20, "20 exec rows")
             seen = marked_rows(core, marker)
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-
-            def respawned() -> bool:
-                entry = core.registry.find(EXTENSION_NAME)
-                return entry is not None and entry.uuid != old.uuid
-
-            wait_until(respawned, 30, "the respawned extension to register")
+            kill_and_wait_respawn(core, first)
             assert marked_rows(core, marker) == seen
             (status,) = core.query("SELECT events_recovered, ring_torn FROM audit_status").rows
             assert int(status["events_recovered"]) >= 20 and status["ring_torn"] == "0"

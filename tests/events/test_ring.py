@@ -147,6 +147,19 @@ def ring_script(draw: st.DrawFn) -> tuple[int, int, list[tuple[int, int, float]]
 bound = st.none() | st.integers(900, 1300)
 
 
+def scan(model, time_min, time_max, eid_min, eid_max, pids) -> list[tuple]:
+    """The brute-force answer: every model entry inside each bound (inclusive)."""
+    return [
+        r
+        for r in model
+        if (time_min is None or r[1] >= time_min)
+        and (time_max is None or r[1] <= time_max)
+        and (eid_min is None or r[0] >= eid_min)
+        and (eid_max is None or r[0] <= eid_max)
+        and (pids is None or r[2] in pids)
+    ]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     ring_script(),
@@ -179,15 +192,7 @@ def test_query_equals_brute_force(
     got = ring.query(
         time_min=time_min, time_max=time_max, eid_min=eid_min, eid_max=eid_max, pids=pids
     )
-    want = [
-        r
-        for r in model
-        if (time_min is None or r[1] >= time_min)
-        and (time_max is None or r[1] <= time_max)
-        and (eid_min is None or r[0] >= eid_min)
-        and (eid_max is None or r[0] <= eid_max)
-        and (pids is None or r[2] in pids)
-    ]
+    want = scan(model, time_min, time_max, eid_min, eid_max, pids)
     assert got == want
     assert ring.evicted == len(appends) - len(model)
 
@@ -238,14 +243,7 @@ def test_restarts_keep_eids_and_leave_gaps(
         assert ring.first_eid == (model[0][0] if model else next_eid)
     assert ring.query() == model
     got = ring.query(time_min=time_min, time_max=time_max, eid_min=eid_min, eid_max=eid_max)
-    want = [
-        r
-        for r in model
-        if (time_min is None or r[1] >= time_min)
-        and (time_max is None or r[1] <= time_max)
-        and (eid_min is None or r[0] >= eid_min)
-        and (eid_max is None or r[0] <= eid_max)
-    ]
+    want = scan(model, time_min, time_max, eid_min, eid_max, None)
     assert got == want
     for eid, *_rest in model:
         assert ring.query(eid_min=eid, eid_max=eid)[0][0] == eid

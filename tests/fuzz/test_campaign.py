@@ -12,12 +12,21 @@ import json
 import os
 import random
 import string
+from dataclasses import fields
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from osquery_audit_ext.app.packs import parse_pack
-from osquery_audit_ext.app.settings import settings_from_dict
+from osquery_audit_ext.app.settings import (
+    CONTROL_KEYS,
+    EventSettings,
+    ReaderSettings,
+    RingSettings,
+    Settings,
+    settings_from_dict,
+)
+from osquery_audit_ext.app.state import StateSettings
 from osquery_audit_ext.app.tables import EventTable
 from osquery_audit_ext.audit.consts import (
     AUDIT_CWD,
@@ -276,29 +285,17 @@ JSONISH = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
     max_leaves=15,
 )
+# Every key the config knows (top level and in each table), so documents get near the shape.
 CONFIG_KEYS = st.sampled_from(
-    [
-        "mode",
-        "rules",
-        "key",
-        "persist_rules",
-        "raise_backlog_limit",
-        "events",
-        "ring",
-        "reader",
-        "control",
-        "state",
-        "capacity",
-        "expiry",
-        "dir",
-        "flush",
-        "freq",
-        "backlog_limit",
-        "enabled",
-        "process",
-        "rcvbuf",
-        "event_timeout",
-    ]
+    sorted(
+        {f.name for f in fields(Settings)}
+        | {
+            f.name
+            for section in (EventSettings, RingSettings, ReaderSettings, StateSettings)
+            for f in fields(section)
+        }
+        | set(CONTROL_KEYS)
+    )
 )
 CONFIG_DOCS = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 2**33) | st.floats() | st.text(max_size=8),
