@@ -46,7 +46,7 @@ class StateSettings:
     # nothing survives a restart (for throwaway runs; audit_status shows it).
     dir: str = ""
     ring: bool = True  # keep the rings' events in segment files (the durable ring)
-    flush: str = "incremental_async"  # none | incremental_async | data (events/journal.py)
+    flush: str = "none"  # none | incremental_async | data (events/journal.py)
     freq: int = 50  # incremental_async: events between two fdatasync calls
 
     def directory(self) -> str | None:

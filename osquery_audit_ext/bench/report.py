@@ -480,6 +480,7 @@ def ring_section(ring: Sequence[TableFigures], runs: Sequence[RunResult]) -> str
             round(f.sql_pid_ms, 2),
             round(f.sql_count_ms, 1),
             f.durable_us_per_event,
+            f.durable_async_us_per_event,
             f.durable_data_wall_us,
             f.disk_bytes_per_event,
         ]
@@ -496,13 +497,15 @@ def ring_section(ring: Sequence[TableFigures], runs: Sequence[RunResult]) -> str
         "SQL pid ms",
         "SQL count(*) ms",
         "durable us/event",
+        "incremental_async us/event",
         "flush=data wall us/event",
         "disk B/event",
     ]
     text = (
         "Ring, query and memory (in-process: record text -> coalesce -> ring, rows built by"
         " queries; SQL on an embedded core; best of several runs). durable: the same pipeline"
-        " with the durable ring's segment files (CPU, default flush = incremental_async);"
+        " with the durable ring's segment files (CPU, default flush = none; then"
+        " incremental_async, freq 50, its sync thread included);"
         " flush=data: wall time with one fdatasync per batch (64 records, as one recvmmsg)\n"
     )
     text += format_table(header, rows) if rows else "  (not measured)"

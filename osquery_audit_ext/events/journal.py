@@ -17,8 +17,8 @@ holds what the ring holds plus one segment.
 Flush policies follow auditd's `flush` (auditd.conf), trading cost for what a power loss may
 take (a crash of the process loses nothing written in any policy: the kernel has the data):
 
-- none: write(2) only; a power loss may take what the kernel had not written back
-  (normally up to vm.dirty_expire_centisecs, 30 s).
+- none (the default, as osquery's own RocksDB writes): write(2) only; a power loss may take
+  what the kernel had not written back (normally up to vm.dirty_expire_centisecs, 30 s).
 - incremental_async: fdatasync every `freq` events on a background thread, so the reader
   never waits for the disk; a power loss may take about the last `freq` events.
 - data: fdatasync after every batch, in the reader thread: a power loss takes nothing
@@ -196,7 +196,7 @@ class RingJournal:
         directory: str | os.PathLike[str],
         *,
         compress: bool,
-        flush: str = "incremental_async",
+        flush: str = "none",
         freq: int = 50,
         segment_bytes: int = SEGMENT_BYTES,
     ) -> None:

@@ -306,6 +306,7 @@ def test_ring_bench_small(tmp_path):
         assert f.pid_rows == 3  # each synthetic pid has three events in a row
         assert f.pipeline_us_per_event > 0
         assert f.durable_us_per_event and f.durable_us_per_event > 0
+        assert f.durable_async_us_per_event and f.durable_async_us_per_event > 0
         assert f.durable_data_wall_us and f.durable_data_wall_us > 0
         assert f.disk_bytes_per_event and 10 < f.disk_bytes_per_event < 4000
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("durable-")]
