@@ -34,23 +34,11 @@ from .originals import (
     restore_settings,
     save_originals,
 )
+from .serials import SerialWatch
 from .settings import Settings
 from .state import StateDir
 
 log = logging.getLogger(__name__)
-
-
-SERIAL_DOCUMENT = "serial"  # {"boot_id": ..., "serial": the last audit serial read}
-SERIAL_SAVE_EVERY = 5.0  # seconds between saves of the last serial read
-
-
-def boot_id() -> str:
-    """This boot's id: audit serials restart at each boot, so only same-boot ones compare."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def boot_time() -> float:
@@ -82,11 +70,7 @@ class AuditService:
         self._lock = threading.Lock()
         self._started = False
         self.events_recovered = 0  # ring entries read back from the state dir at start
-        # Serials: the last one the previous run saw (same boot), and the gap to our first.
-        self._previous_serial: int | None = None
-        self._saved_serial: int | None = None
-        self._next_serial_save = 0.0
-        self.records_missed: int | None = None
+        self.serials = SerialWatch(self.state)  # records made while no run read them
         self.ring_torn = 0  # torn or damaged frames skipped in that recovery
 
     # -- events -> rows ---------------------------------------------------------------------
@@ -94,47 +78,9 @@ class AuditService:
     def route_events(self, events: list[Event]) -> None:
         """Reader-thread sink: each completed event becomes at most one ring entry."""
         self.router.route(events)
-        if time.monotonic() >= self._next_serial_save:
-            self._serial_checkpoint()
-
-    def _serial_checkpoint(self) -> None:
-        """Keep the last serial read (every few seconds and at exit), and once this run has
-        read its first record, count the serials between the previous run's last and it."""
-        self._next_serial_save = time.monotonic() + SERIAL_SAVE_EVERY
         reader = self.reader
-        if reader is None:
-            return
-        coalescer = reader.coalescer
-        first, previous = coalescer.first_serial, self._previous_serial
-        if self.records_missed is None and first is not None and previous is not None:
-            gap = (first - previous - 1) & 0xFFFFFFFF
-            if gap < 0x80000000:  # else not after it: no claim
-                self.records_missed = gap
-                if gap:
-                    log.warning(
-                        "%d audit records were made while no instance read them (serials %d..%d)",
-                        gap,
-                        (previous + 1) & 0xFFFFFFFF,
-                        (first - 1) & 0xFFFFFFFF,
-                    )
-        high = coalescer.high_serial
-        if high is None or high == self._saved_serial:
-            return
-        try:
-            self.state.save(SERIAL_DOCUMENT, {"boot_id": boot_id(), "serial": high})
-            self._saved_serial = high
-        except AuditExtError as exc:
-            log.error("could not save the last audit serial: %s", exc)
-
-    def _load_previous_serial(self) -> None:
-        document = self.state.load(SERIAL_DOCUMENT)
-        if (
-            isinstance(document, dict)
-            and boot_id()
-            and document.get("boot_id") == boot_id()
-            and isinstance(document.get("serial"), int)
-        ):
-            self._previous_serial = document["serial"]
+        if reader is not None and self.serials.due():
+            self.serials.checkpoint(reader.coalescer)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -151,7 +97,7 @@ class AuditService:
             raise
         try:
             self.open_durable_ring()  # before the reader: restored entries come first
-            self._load_previous_serial()
+            self.serials.load()
             with AuditControl() as control:
                 self._apply_control(control)
             self.reader = AuditReader(self.settings.mode, self.settings.reader, self.route_events)
@@ -178,7 +124,7 @@ class AuditService:
                 self.reader.stop()
             except AuditExtError as exc:
                 log.error("could not stop the audit reader cleanly: %s", exc)
-            self._serial_checkpoint()
+            self.serials.checkpoint(self.reader.coalescer)
         try:
             with AuditControl() as control:
                 self._restore_control(control)
@@ -346,5 +292,5 @@ class AuditService:
             "state_dir": self.state.describe,
             "events_recovered": self.events_recovered,
             "ring_torn": self.ring_torn,
-            "records_missed_while_down": self.records_missed,
+            "records_missed_while_down": self.serials.missed,
         }
