@@ -49,6 +49,7 @@ _U32 = struct.Struct("<I")
 _NO_TIME, _NO_PID, _BLOB = 1, 2, 4
 _ZLIB_LEVEL = 1
 _MAX_FRAME = 256 * 1024 * 1024  # a length beyond this is garbage, not a frame
+_TYPE_STRUCTS: dict[int, struct.Struct] = {}  # "<{count}I" per record count, made once
 
 Entry = tuple[int, "int | None", "int | None", object]  # as EventRing.query returns
 
@@ -83,25 +84,39 @@ def encode_entries(entries: Sequence[Entry]) -> bytes:
 
 
 def decode_entries(body: bytes) -> list[Entry]:
-    """The entries of one frame body; JournalFormatError when it is not well formed."""
+    """The entries of one frame body; JournalFormatError when it is not well formed.
+
+    Run once per entry at start for the whole ring (100k entries), so it is written flat:
+    struct formats and record-type tuples are shared, payloads are plain slices."""
     entries: list[Entry] = []
-    view = memoryview(body)
     offset, end = 0, len(body)
+    entry_at, u32_at = _ENTRY.unpack_from, _U32.unpack_from
+    type_structs = _TYPE_STRUCTS
+    shared_types: dict[tuple[int, ...], tuple[int, ...]] = {}
     try:
         while offset < end:
-            eid, when, pid, flags, count = _ENTRY.unpack_from(view, offset)
+            eid, when, pid, flags, count = entry_at(body, offset)
             offset += _ENTRY.size
-            types = struct.unpack_from(f"<{count}I", view, offset)
+            types_struct = type_structs.get(count)
+            if types_struct is None:
+                types_struct = type_structs[count] = struct.Struct(f"<{count}I")
+            types = types_struct.unpack_from(body, offset)
+            types = shared_types.setdefault(types, types)
             offset += 4 * count
             if flags & _BLOB:
-                payloads: object = _take(view, offset, end)
-                offset += 4 + len(payloads)  # type: ignore[arg-type]
+                (length,) = u32_at(body, offset)
+                offset += 4 + length
+                if offset > end:
+                    raise JournalFormatError(f"a payload runs past the end at byte {offset}")
+                payloads: object = body[offset - length : offset]
             else:
                 items = []
                 for _ in range(count):
-                    payload = _take(view, offset, end)
-                    offset += 4 + len(payload)
-                    items.append(payload)
+                    (length,) = u32_at(body, offset)
+                    offset += 4 + length
+                    if offset > end:
+                        raise JournalFormatError(f"a payload runs past the end at byte {offset}")
+                    items.append(body[offset - length : offset])
                 payloads = tuple(items)
             entries.append(
                 (
@@ -114,13 +129,6 @@ def decode_entries(body: bytes) -> list[Entry]:
     except struct.error as exc:
         raise JournalFormatError(f"truncated entry at byte {offset}: {exc}") from None
     return entries
-
-
-def _take(view: memoryview, offset: int, end: int) -> bytes:
-    (length,) = _U32.unpack_from(view, offset)
-    if offset + 4 + length > end:
-        raise JournalFormatError(f"payload of {length} bytes at byte {offset} runs past the end")
-    return bytes(view[offset + 4 : offset + 4 + length])
 
 
 def encode_frame(entries: Sequence[Entry], compress: bool) -> bytes:
