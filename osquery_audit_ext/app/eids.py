@@ -1,28 +1,32 @@
 """The `eids` document of the state directory: {table: first eid the next run may use}, so
-eids never go back across restarts (the consumer-cursor work reserves them in blocks; this
-pair is the one place that reads and writes the document)."""
+eids never go back across restarts.
+
+The consumer-cursor work (issue 10) reserves eids in blocks through this same pair of
+functions; the durable ring only reads the marks at start and leaves them ahead of its eids
+at exit.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .state import StateDir
 
-DOCUMENT = "eids"
+EIDS_DOC = "eids"
 
 
-def load_eids(state: StateDir) -> dict[str, int]:
-    """{table: next eid}; an absent or malformed document gives {} (eids from 1)."""
-    document = state.load(DOCUMENT)
+def load_eid_marks(state: StateDir) -> dict[str, int]:
+    """{table: first eid the next run may use}; absent or malformed entries are left out."""
+    document = state.load(EIDS_DOC)
     if not isinstance(document, dict):
         return {}
     return {
-        table: value
-        for table, value in document.items()
-        if isinstance(table, str)
-        and isinstance(value, int)
-        and not isinstance(value, bool)
-        and value >= 1
+        str(table): mark
+        for table, mark in document.items()
+        if isinstance(mark, int) and not isinstance(mark, bool) and mark >= 1
     }
 
 
-def save_eids(state: StateDir, eids: dict[str, int]) -> None:
-    state.save(DOCUMENT, dict(eids))
+def save_eid_marks(state: StateDir, marks: Mapping[str, int]) -> None:
+    """Replace the marks atomically (the old document or the new one survives a crash)."""
+    state.save(EIDS_DOC, dict(marks))

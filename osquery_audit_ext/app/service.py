@@ -24,7 +24,7 @@ from ..events.journal import RingJournal
 from ..events.reader import AuditReader
 from ..events.ring import EventRing
 from ..events.routing import SOCKET_EVENTS, EventRouter
-from .eids import load_eids, save_eids
+from .eids import load_eid_marks, save_eid_marks
 from .managed_rules import desired_rule_texts, encode_rule_texts, rule_keys
 from .originals import (
     Originals,
@@ -138,7 +138,7 @@ class AuditService:
         state = self.settings.state
         if self.state.path is None or not state.ring:
             return
-        reserved = load_eids(self.state)
+        reserved = load_eid_marks(self.state)
         (self.state.path / "ring").mkdir(mode=0o700, exist_ok=True)
         journals = []
         for table, ring in self.router.rings().items():
@@ -177,7 +177,10 @@ class AuditService:
             except OSError as exc:
                 log.error("could not flush the durable ring: %s", exc)
         try:
-            save_eids(self.state, {t: r.next_eid for t, r in self.router.rings().items()})
+            marks = load_eid_marks(self.state)  # never below a mark reserved further on
+            for table, ring in self.router.rings().items():
+                marks[table] = max(marks.get(table, 1), ring.next_eid)
+            save_eid_marks(self.state, marks)
         except AuditExtError as exc:
             log.error("could not save the next eids: %s", exc)
 
