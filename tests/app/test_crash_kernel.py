@@ -3,6 +3,7 @@ or of the core, then a clean stop, and `status --restore` after a crash nobody f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,6 +60,19 @@ def audit_before(request: pytest.FixtureRequest, kernel_rw: None) -> Iterator[st
                 control.set_status(enabled=found)
 
 
+@contextlib.contextmanager
+def respawning_extension(config: str) -> Iterator[tuple[EmbeddedCore, subprocess.Popen]]:
+    """A core that launched our extension with respawn on, as osqueryd's autoload does; its
+    stop ends every process it launched (the respawned one too)."""
+    with short_dir() as directory:
+        core = EmbeddedCore(os.path.join(directory, "em"), timeout=3, interval=0.3)
+        core.start()
+        try:
+            yield core, launch_audit_extension(core, config, respawn=True)
+        finally:
+            core.stop()
+
+
 def kill_and_wait_respawn(core: EmbeddedCore, process: subprocess.Popen) -> None:
     """kill -9 of the extension, then wait until the core's respawn has registered."""
     old = core.registry.find(EXTENSION_NAME)
@@ -77,19 +91,12 @@ def test_extension_kill9_respawn_then_stop_restores(audit_before, tmp_path):
     before = audit_state()
     key = f"oaetest_crash_{os.getpid()}"
     config = write_config(tmp_path, key)
-    with short_dir() as directory:
-        core = EmbeddedCore(os.path.join(directory, "em"), timeout=3, interval=0.3)
-        core.start()
-        try:
-            first = launch_audit_extension(core, config, respawn=True)
-            wait_until(lambda: changes_applied(key), 20, "the [control] settings and our rules")
-            assert kernel_value("enabled") == 1
-            kill_and_wait_respawn(core, first)
-            # The new instance runs with the same changes, but knows the values before us.
-            assert changes_applied(key)
-        finally:
-            core.stop()
-            end_process(first)
+    with respawning_extension(config) as (core, first):
+        wait_until(lambda: changes_applied(key), 20, "the [control] settings and our rules")
+        assert kernel_value("enabled") == 1
+        kill_and_wait_respawn(core, first)
+        # The new instance runs with the same changes, but knows the values before us.
+        assert changes_applied(key)
     assert audit_state() == before
 
 
@@ -260,25 +267,18 @@ def test_events_read_before_kill9_survive_the_respawn_with_their_eids(kernel_rw,
     config = tmp_path / "config.toml"
     config.write_text(f'key = "{key}"\n[reader]\nevent_timeout = 0.5\n', encoding="utf-8")
     marker = f"oaedurable{os.getpid()}"
-    with short_dir() as directory:
-        core = EmbeddedCore(os.path.join(directory, "em"), timeout=3, interval=0.3)
-        core.start()
-        try:
-            first = launch_audit_extension(core, str(config), respawn=True)
-            exec_marked(marker, 20)
-            wait_until(lambda: len(marked_rows(core, marker)) == 20, 20, "20 exec rows")
-            seen = marked_rows(core, marker)
-            kill_and_wait_respawn(core, first)
-            assert marked_rows(core, marker) == seen
-            (status,) = core.query("SELECT events_recovered, ring_torn FROM audit_status").rows
-            assert int(status["events_recovered"]) >= 20 and status["ring_torn"] == "0"
-            exec_marked(marker + "after", 1)  # new events get eids after the restored ones
-            wait_until(lambda: marked_rows(core, marker + "after"), 20, "a new exec row")
-            (after,) = marked_rows(core, marker + "after")
-            assert int(after[0]) > int(seen[-1][0])
-        finally:
-            core.stop()
-            end_process(first)
+    with respawning_extension(str(config)) as (core, first):
+        exec_marked(marker, 20)
+        wait_until(lambda: len(marked_rows(core, marker)) == 20, 20, "20 exec rows")
+        seen = marked_rows(core, marker)
+        kill_and_wait_respawn(core, first)
+        assert marked_rows(core, marker) == seen
+        (status,) = core.query("SELECT events_recovered, ring_torn FROM audit_status").rows
+        assert int(status["events_recovered"]) >= 20 and status["ring_torn"] == "0"
+        exec_marked(marker + "after", 1)  # new events get eids after the restored ones
+        wait_until(lambda: marked_rows(core, marker + "after"), 20, "a new exec row")
+        (after,) = marked_rows(core, marker + "after")
+        assert int(after[0]) > int(seen[-1][0])
     assert audit_state() == before
 
 
