@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sysdeps run test test-states test-vm bench lint ext deb clean
+.PHONY: install sysdeps run test test-states test-vm bench fuzz lint ext deb clean
 
 install: $(STAMP)
 
@@ -55,6 +55,12 @@ test-vm: install sysdeps
 
 bench: install sysdeps
 	$(BIN)/python -m osquery_audit_ext.bench
+
+# The fuzzing campaign over every parser of outside input (tests/fuzz), FUZZ_EXAMPLES
+# examples per target (the normal suite runs 60). No kernel needed. E.g. make fuzz FUZZ_EXAMPLES=200000
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz
 
 # ruff, and the import-layers contract of pyproject.toml (README, "Code layout").
 lint: install

@@ -165,7 +165,9 @@ class ConsumerCursors:
         with self._lock:
             now = self._clock()
             ring.expire()  # by the ring's own clock, as its queries do
-            head = ring.last_eid  # events appended from now on are the next query's
+            # The last eid this ring has assigned (or reserved before an append, after a
+            # restart): events appended from now on are the next query's.
+            head = ring.next_eid - 1
             self._forget_idle_locked(now)
             consumers = self._cursors.setdefault(table, {})
             known = consumers.get(consumer)
@@ -213,6 +215,6 @@ class ConsumerCursors:
         for table, name, state in listing:
             ring = rings.get(table)
             pending = 0
-            if ring is not None and ring.last_eid > state.cursor:
+            if ring is not None and ring.next_eid - 1 > state.cursor:
                 pending = len(ring.query(eid_min=state.cursor + 1))
             yield ConsumerRow(table, name, state, pending)

@@ -76,7 +76,7 @@ class EidReservation:
         """
         with self._lock:
             wanted = {
-                table: max(ring.last_eid + 1, self._start_locked(table)) + incoming
+                table: max(ring.next_eid, self._start_locked(table)) + incoming
                 for table, ring in rings.items()
             }
             if all(wanted[t] < self._reserved[t] for t in wanted):

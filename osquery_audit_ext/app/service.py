@@ -4,6 +4,10 @@ Start order: control settings, then the reader (so records have a consumer), the
 Stop order is the reverse, and every step that changed kernel state is undone on every exit
 path: our rules removed (unless persist_rules), control settings and the audit pid restored,
 audit left enabled unless it was disabled before we started.
+
+Each change is recorded in the state directory before the kernel is asked (originals.py), so
+a run that dies (kill -9, osqueryd's watchdog) leaves the originals on disk: the next start
+takes them as the values from before us, and its clean exit puts them back.
 """
 
 from __future__ import annotations
@@ -17,18 +21,29 @@ from ..audit.rule.codec import canonical_rule_data
 from ..errors import AuditExtError, StateError
 from ..events.coalesce import Event
 from ..events.file_rows import FilePaths
+from ..events.journal import RingJournal
 from ..events.reader import AuditReader
 from ..events.ring import EventRing
 from ..events.routing import (
     OTHER_TABLE_SWITCHES,
     PROCESS_EVENTS,
     SOCKET_EVENTS,
+    STORED_COMPRESSED,
     EventRouter,
     other_tables,
 )
 from .consumers import ConsumerCursors
 from .eids import EidReservation
 from .managed_rules import desired_rule_texts, encode_rule_texts, rule_keys
+from .originals import (
+    Originals,
+    baseline,
+    load_originals,
+    remove_rules,
+    restore_settings,
+    save_originals,
+)
+from .serials import SerialWatch
 from .settings import Settings
 from .state import StateDir
 
@@ -69,10 +84,13 @@ class AuditService:
         )
         self.reader: AuditReader | None = None
         self._desired = encode_rule_texts(desired_rule_texts(settings))
-        self._installed: list[bytes] = []  # rules we added, to remove on exit
-        self._saved_control: dict[str, int] = {}  # settings we changed, with their old values
+        # What to put back on exit (settings we changed, rules we added), mirrored on disk.
+        self._originals = Originals(key=settings.key)
         self._lock = threading.Lock()
         self._started = False
+        self.events_recovered = 0  # ring entries read back from the state dir at start
+        self.serials = SerialWatch(self.state)  # records made while no run read them
+        self.ring_torn = 0  # torn or damaged frames skipped in that recovery
 
     def _ring(self, table: str) -> EventRing:
         """An event table's ring, its eids continuing above every eid handed out before."""
@@ -88,6 +106,9 @@ class AuditService:
         except StateError as exc:  # keep the events; the reservation is retried next batch
             log.error("cannot reserve eids: %s", exc)
         self.router.route(events)
+        reader = self.reader
+        if reader is not None and self.serials.due():
+            self.serials.checkpoint(reader.coalescer)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -98,7 +119,14 @@ class AuditService:
             self._started = True
         try:
             self.state.open()  # first: a second instance on the same dir stops here
+        except BaseException:
+            with self._lock:
+                self._started = False  # nothing changed yet, and the dir is not ours
+            raise
+        try:
+            self.open_durable_ring()  # before the reader: restored entries come first
             self.eids.reserve(self.router.rings())
+            self.serials.load()
             with AuditControl() as control:
                 self._apply_control(control)
             self.reader = AuditReader(self.settings.mode, self.settings.reader, self.route_events)
@@ -125,36 +153,103 @@ class AuditService:
                 self.reader.stop()
             except AuditExtError as exc:
                 log.error("could not stop the audit reader cleanly: %s", exc)
+            self.serials.checkpoint(self.reader.coalescer)
         try:
             with AuditControl() as control:
                 self._restore_control(control)
         except AuditExtError as exc:
             log.error("could not restore audit settings: %s", exc)
+        self.close_durable_ring()
         self.state.close()
+
+    def open_durable_ring(self) -> None:
+        """The durable ring: read back what earlier runs kept, then write every new entry."""
+        state = self.settings.state
+        if self.state.path is None or not state.ring:
+            return
+        (self.state.path / "ring").mkdir(mode=0o700, exist_ok=True)
+        journals = {}
+        for table, ring in self.router.rings().items():
+            journal = RingJournal(
+                self.state.path / "ring" / table,
+                compress=table not in STORED_COMPRESSED,  # zlib once, in memory or on disk
+                flush=state.flush,
+                freq=state.freq,
+            )
+            recovered = journal.recover()
+            # Restored entries keep their eids; new ones start at this run's reservation.
+            self.events_recovered += ring.restore(recovered.entries, next_eid=ring.next_eid)
+            self.ring_torn += recovered.torn
+            ring.expire()
+            journal.prune(ring.first_eid)
+            journals[table] = journal
+            if recovered.entries or recovered.torn:
+                log.info(
+                    "%s: %d events recovered from %s (%d torn frames skipped)",
+                    table,
+                    len(ring),
+                    journal.directory,
+                    recovered.torn,
+                )
+        self.router.journals = journals
+
+    def close_durable_ring(self) -> None:
+        journals, self.router.journals = self.router.journals, None
+        for journal in (journals or {}).values():
+            try:
+                journal.close()
+            except OSError as exc:
+                log.error("could not flush the durable ring: %s", exc)
 
     def _apply_control(self, control: AuditControl) -> None:
         status = control.get_status()
+        # A run that crashed left what it changed on record: those are the originals.
+        originals = load_originals(self.state)
+        if originals:
+            log.warning(
+                "an earlier run did not exit cleanly: taking its recorded originals (%s)",
+                ", ".join(f"{n} {v}" for n, v in sorted(originals.settings.items())) or "rules",
+            )
+        originals.key = self.settings.key
+        self._originals = originals
+        before = baseline(status, originals)
         wanted = dict(self.settings.control)
         # Rules only produce events while audit is enabled; enable it when it is off and
         # turn it off again on exit (it was off before we started).
-        if status.enabled == 0 and "enabled" not in wanted:
+        if before["enabled"] == 0 and "enabled" not in wanted:
             wanted["enabled"] = 1
-        for name, value in wanted.items():
-            old = getattr(status, name)
-            if old == value or old is None:
-                continue
-            if status.enabled == 2:
-                log.warning("audit configuration is locked: cannot set %s", name)
-                continue
-            control.set_status(**{name: value})
-            self._saved_control[name] = old
-            log.info("audit %s: %s -> %s (restored on exit)", name, old, value)
+        floor = self.settings.raise_backlog_limit
+        old_limit = before["backlog_limit"]
+        if "backlog_limit" not in wanted and floor and old_limit and old_limit < floor:
+            # A burst of execs fills the kernel's default 64 at once; audited tasks then
+            # sleep up to backlog_wait_time or records are lost.
+            wanted["backlog_limit"] = floor
+            log.info(
+                "audit backlog_limit %d is low: raised to %d while we run "
+                "(restored on exit; raise_backlog_limit = 0 keeps the kernel's)",
+                old_limit,
+                floor,
+            )
+        targets = {n: wanted.get(n, before[n]) for n in {*wanted, *originals.settings}}
+        changes = {n: v for n, v in targets.items() if v is not None and getattr(status, n) != v}
+        if changes and status.enabled == 2:
+            log.warning("audit configuration is locked: cannot set %s", ", ".join(changes))
+            return
+        # On disk first: every value a crash in the middle would leave to put back.
+        keep = {n: v for n, v in before.items() if v is not None and targets.get(n, v) != v}
+        originals.settings = {**originals.settings, **keep}
+        save_originals(self.state, originals)
+        for name in sorted(changes, key=lambda n: n == "enabled"):
+            control.set_status(**{name: changes[name]})
+            if name in keep:
+                log.info("audit %s: %s -> %s (restored on exit)", name, keep[name], changes[name])
+        originals.settings = keep
+        save_originals(self.state, originals)
 
     def _restore_control(self, control: AuditControl) -> None:
-        # enabled last, so audit is switched off only once everything else is back.
-        for name in sorted(self._saved_control, key=lambda n: n == "enabled"):
-            control.set_status(**{name: self._saved_control[name]})
-        self._saved_control.clear()
+        restore_settings(control, self._originals.settings)
+        self._originals.settings = {}
+        save_originals(self.state, self._originals)
 
     def _install_rules(self, control: AuditControl) -> None:
         """Add missing rules; rules of an earlier run that died are reused, stale ones removed."""
@@ -166,25 +261,30 @@ class AuditService:
         # compare in the form auditctl sends, which is also the form that deletes.
         present = [canonical_rule_data(data) for data in control.list_rules()]
         key = self.settings.key
+        crashed = set(self._originals.rules)  # added by a run that died (maybe another key)
         for data in present:
-            if data not in self._desired and key in rule_keys(data):
+            if data not in self._desired and (key in rule_keys(data) or data in crashed):
                 control.delete_rule(data)  # ours, from an earlier run with other settings
                 log.info("removed a stale rule of an earlier run")
+        originals = self._originals
+        if not self.settings.persist_rules:
+            originals.rules = list(self._desired)  # on record before any is added
+            save_originals(self.state, originals)
+        elif originals.rules:
+            originals.rules = []  # kept on exit by choice: nothing to take back
+            save_originals(self.state, originals)
         present_set = set(present)
         for data in self._desired:
             if data not in present_set:
                 control.add_rule(data)
-            self._installed.append(data)
 
     def _remove_rules(self, control: AuditControl) -> None:
         if self.settings.persist_rules:
-            self._installed.clear()
             return
-        present = {canonical_rule_data(data) for data in control.list_rules()}
-        while self._installed:
-            data = self._installed.pop()
-            if data in present:
-                control.delete_rule(data)
+        # Ours, and those of a crashed run when we failed before reconciling them.
+        remove_rules(control, self._originals.rules)
+        self._originals.rules = []
+        save_originals(self.state, self._originals)
 
     # -- tables -----------------------------------------------------------------------------
 
@@ -210,4 +310,7 @@ class AuditService:
             "events_buffered": sum(len(r) for r in rings),
             "ring_capacity": sum(r.capacity for r in rings),
             "state_dir": self.state.describe,
+            "events_recovered": self.events_recovered,
+            "ring_torn": self.ring_torn,
+            "records_missed_while_down": self.serials.missed,
         }

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..audit.control import SETTINGS, USER_SETTINGS
 from ..errors import ConfigError
+from ..events.journal import FLUSH_POLICIES
 from ..events.reader import MODES, ReaderSettings  # [reader] is defined beside its reader
 from ..sdk._toml import toml
 from .state import StateSettings
@@ -58,6 +59,9 @@ class Settings:
     rules: tuple[str, ...] = ()
     key: str = "osquery_audit_ext"  # tags the rules we install (audit_rules.managed = 1)
     persist_rules: bool = False  # keep our rules in the kernel on exit (osquery's audit_persist)
+    # Without [control] backlog_limit, the kernel's backlog_limit is raised to this while we
+    # run when it is lower (restored on exit); 0 leaves it alone. auditd's rules use 8192.
+    raise_backlog_limit: int = 8192
     events: EventSettings = field(default_factory=EventSettings)
     ring: RingSettings = field(default_factory=RingSettings)
     reader: ReaderSettings = field(default_factory=ReaderSettings)
@@ -106,6 +110,13 @@ def _section(cls: type, data: Any, where: str) -> Any:
     section = cls(**values)
     if isinstance(section, RingSettings) and section.capacity < 1:
         raise ConfigError(f"{where}.capacity: the ring must hold at least 1 event")
+    if isinstance(section, StateSettings):
+        if section.flush not in FLUSH_POLICIES:
+            raise ConfigError(
+                f"{where}.flush: must be one of {', '.join(FLUSH_POLICIES)}, got {section.flush!r}"
+            )
+        if section.freq < 1:
+            raise ConfigError(f"{where}.freq: must be at least 1")
     return section
 
 
@@ -132,6 +143,7 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
         "rules",
         "key",
         "persist_rules",
+        "raise_backlog_limit",
         "events",
         "ring",
         "reader",
@@ -176,6 +188,9 @@ def settings_from_dict(data: dict[str, Any], source: str = "") -> Settings:
         key=key,
         persist_rules=_check_type(
             f"{where}.persist_rules", data.get("persist_rules", False), False
+        ),
+        raise_backlog_limit=_check_type(
+            f"{where}.raise_backlog_limit", data.get("raise_backlog_limit", 8192), 0
         ),
         events=events,
         ring=_section(RingSettings, data.get("ring", {}), f"{where}.ring"),

@@ -45,6 +45,9 @@ class StateSettings:
     # "" = the default (STATE_DIR_ENV, else DEFAULT_STATE_DIR); "-" = memory only, so
     # nothing survives a restart (for throwaway runs; audit_status shows it).
     dir: str = ""
+    ring: bool = True  # keep the rings' events in segment files (the durable ring)
+    flush: str = "none"  # none | incremental_async | data (events/journal.py)
+    freq: int = 50  # incremental_async: events between two fdatasync calls
 
     def directory(self) -> str | None:
         """The directory to open, or None for memory only ("-", here or in the env var)."""

@@ -5,6 +5,7 @@ would launch it, with a temp config; its CPU and memory are read from /proc by i
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,13 +38,19 @@ STATUS_COUNTERS = (
 )
 
 
-def bench_config_text(mode: str, capacity: int, key: str = BENCH_KEY) -> str:
-    """The extension's TOML config for a benchmark run (refused connects are audited too)."""
+def bench_config_text(
+    mode: str, capacity: int, key: str = BENCH_KEY, state_dir: Path | None = None
+) -> str:
+    """The extension's TOML config for a benchmark run (refused connects are audited too).
+
+    A run gets a fresh state dir of its own (`state_dir`), so its durable ring starts empty
+    and no run reads back another's events."""
+    state = f'\n[state]\ndir = "{state_dir}"\n' if state_dir is not None else ""
     return (
         f'mode = "{mode}"\n'
         f'key = "{key}"\n'
         "\n[events]\nprocess = true\nsockets = true\nsocket_failed = true\n"
-        f"\n[ring]\ncapacity = {capacity}\n"
+        f"\n[ring]\ncapacity = {capacity}\n" + state
     )
 
 
@@ -121,7 +128,9 @@ def running_extension(
     directory = workdir / f"ext-{mode}"
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "bench.toml"
-    config.write_text(bench_config_text(mode, capacity, key))
+    state_dir = directory / "state"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    config.write_text(bench_config_text(mode, capacity, key, state_dir))
     started = False
     try:
         with running_core(

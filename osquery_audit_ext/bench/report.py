@@ -156,6 +156,9 @@ def unexpected_evictions(storm: StormFigures, capacity: int) -> int:
     ours = storm.ours
     if ours is None:
         return 0
+    if ours.table is not None:  # the storm's own ring, exactly
+        held = ours.table_before + ours.table_appended
+        return max(0, held - ours.table_after - max(0, held - capacity))
     overflow = max(0, ours.buffered_before + ours.rows_appended - capacity)
     return max(0, ours.counters.get("ring_evicted", 0) - overflow)
 
@@ -601,6 +604,10 @@ def ring_section(ring: Sequence[TableFigures], runs: Sequence[RunResult]) -> str
             _ms(f.e2e_star_ms),
             _ms(f.e2e_column_ms),
             _ms(f.e2e_count_ms),
+            f.durable_us_per_event,
+            f.durable_async_us_per_event,
+            f.durable_data_wall_us,
+            f.disk_bytes_per_event,
         ]
         for f in ring
     ]
@@ -617,11 +624,18 @@ def ring_section(ring: Sequence[TableFigures], runs: Sequence[RunResult]) -> str
         "e2e * ms",
         "e2e 1 col ms",
         "e2e count ms",
+        "durable us/event",
+        "incremental_async us/event",
+        "flush=data wall us/event",
+        "disk B/event",
     ]
     text = (
         "Ring, query and memory (in-process: record text -> coalesce -> ring, rows built by"
         " queries; SQL on an embedded core; best of several runs. e2e: the same rings in an"
-        " extension process, queried through an embedded core's socket)\n"
+        " extension process, queried through an embedded core's socket). durable: the same"
+        " pipeline with the durable ring's segment files (CPU, default flush = none; then"
+        " incremental_async, freq 50, its sync thread included);"
+        " flush=data: wall time with one fdatasync per batch (64 records, as one recvmmsg)\n"
     )
     text += format_table(header, rows) if rows else "  (not measured)"
     queries = [r.queries for r in runs if r.queries is not None]

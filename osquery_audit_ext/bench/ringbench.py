@@ -10,12 +10,19 @@ timed through EventTable.generate directly and through SQL on an embedded core
 the rows added is divided by the rows buffered. End to end: the same rings served by an
 extension process (ring_extension) to an embedded core, queried over the core's socket as
 `osquery-audit-ext query` does: SELECT *, one column and count(*).
+
+The durable ring's cost is measured by filling the same rings again with the segment files
+on: the CPU per event with the default flush (none) and with incremental_async (whose
+fdatasync runs on a thread of its own and is counted in the process's CPU), the wall time
+per event with flush = data (one fdatasync per batch: the events one recvmmsg's 64 records
+complete), and the bytes on disk per event.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +30,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..app.service import AuditService
+from ..app.settings import Settings
+from ..app.state import StateSettings
 from ..app.tables import EventTable
 from ..audit.consts import (
     AUDIT_CWD,
@@ -33,6 +42,7 @@ from ..audit.consts import (
     AUDIT_SOCKADDR,
     AUDIT_SYSCALL,
 )
+from ..audit.mmsg import BATCH
 from ..core.manager import CoreError, EmbeddedCore
 from ..events.coalesce import Coalescer
 from ..sdk.client import QueryError, query
@@ -217,6 +227,10 @@ class TableFigures:
     e2e_column_ms: float | None = None
     e2e_count_ms: float | None = None
     e2e_error: str | None = None
+    durable_us_per_event: float | None = None  # CPU, the same with the durable ring (flush none)
+    durable_async_us_per_event: float | None = None  # CPU, flush = incremental_async
+    durable_data_wall_us: float | None = None  # wall time per event with flush = data
+    disk_bytes_per_event: float | None = None  # segment bytes per event kept
 
 
 def fill(service: AuditService, make: Callable[..., Records], count: int) -> None:
@@ -227,13 +241,20 @@ def fill(service: AuditService, make: Callable[..., Records], count: int) -> Non
     )
     start = time.time() - count / EVENTS_PER_SECOND - 5  # all well inside the ring's expiry
     route = service.route_events
-    for msg_type, payload in synthetic_records(make, count, start, 1_000_000):
+    completed: list = []
+    # As the reader does: events completed by one recvmmsg batch are routed together.
+    for number, (msg_type, payload) in enumerate(
+        synthetic_records(make, count, start, 1_000_000), start=1
+    ):
         done = coalescer.add(msg_type, payload)
         if done:
-            route(done)
-    leftover = coalescer.flush()
-    if leftover:
-        route(leftover)
+            completed.extend(done)
+        if number % BATCH == 0 and completed:
+            route(completed)
+            completed = []
+    completed.extend(coalescer.flush())
+    if completed:
+        route(completed)
 
 
 def pid_context(pid: int) -> QueryContext:
@@ -290,14 +311,67 @@ def measure_table(
     )
 
 
+# flush = data syncs once per event here: a few thousand events tell the cost per event.
+DATA_FLUSH_EVENTS = 2000
+
+
+def ring_settings(events: int) -> Settings:
+    """The bench's settings with the file table on, watching the storm's tree."""
+    settings = bench_settings("unicast", events)
+    return replace(settings, events=replace(settings.events, fim=True), file_paths=FILE_PATHS)
+
+
+def durable_service(events: int, directory: Path, flush: str) -> AuditService:
+    """A service (not started: no kernel) whose rings write segment files in `directory`."""
+    settings = replace(ring_settings(events), state=StateSettings(str(directory), flush=flush))
+    service = AuditService(settings)
+    service.state.open()
+    service.open_durable_ring()
+    return service
+
+
+@dataclass
+class DurableFigures:
+    """One table's pipeline again, with the durable ring's segment files on."""
+
+    none_us: float  # CPU us/event, flush = none (the default)
+    async_us: float  # CPU us/event, flush = incremental_async (its sync thread included)
+    data_wall_us: float  # wall us/event, flush = data (the reader waits for the disk)
+    disk_bytes: float  # segment bytes per event
+
+
+def durable_figures(
+    name: str, make: Callable[..., Records], events: int, workdir: Path
+) -> DurableFigures:
+    runs = {}
+    data_events = min(events, DATA_FLUSH_EVENTS)
+    for flush, count in (("none", events), ("incremental_async", events), ("data", data_events)):
+        directory = workdir / f"durable-{name}-{flush}"
+        service = durable_service(count, directory, flush)
+        try:
+            cpu, wall = time.process_time(), time.perf_counter()
+            fill(service, make, count)
+            service.close_durable_ring()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            disk = sum(p.stat().st_size for p in (directory / "ring" / name).glob("*.seg"))
+        finally:
+            service.state.close()
+            shutil.rmtree(directory, ignore_errors=True)
+        runs[flush] = (cpu / count * 1e6, wall / count * 1e6, disk / count)
+    return DurableFigures(
+        none_us=runs["none"][0],
+        async_us=runs["incremental_async"][0],
+        data_wall_us=runs["data"][1],
+        disk_bytes=runs["none"][2],
+    )
+
+
 def ring_bench(
     events: int, workdir: Path, repeat: int = 7, progress: Callable[[str], None] = print
 ) -> list[TableFigures]:
     """Fill the process_events, socket_events and process_file_events rings with `events`
     each; time and weigh them."""
-    settings = bench_settings("unicast", events)
-    settings = replace(settings, events=replace(settings.events, fim=True), file_paths=FILE_PATHS)
-    service = AuditService(settings)
+    service = AuditService(ring_settings(events))
     measured: dict[str, tuple[float, int]] = {}
     for name, make in (
         ("process_events", exec_event_records),
@@ -324,10 +398,23 @@ def ring_bench(
     # A pid from the middle of the ring: a few events of one process among `events`.
     pid = 10_000 + (events // 2 // 3) % PIDS
     figures = []
+    makers = {
+        "process_events": exec_event_records,
+        "socket_events": connect_event_records,
+        "process_file_events": file_write_event_records,
+    }
     for table in tables:
-        progress(f"ring: timing queries over {table.spec.name} (best of {repeat})")
-        cpu, rss = measured[table.spec.name]
-        figures.append(measure_table(table, core, pid, repeat, cpu, rss))
+        name = table.spec.name
+        progress(f"ring: timing queries over {name} (best of {repeat})")
+        cpu, rss = measured[name]
+        figure = measure_table(table, core, pid, repeat, cpu, rss)
+        progress(f"ring: {name} again with the durable ring (segment files in {workdir})")
+        durable = durable_figures(name, makers[name], events, workdir)
+        figure.durable_us_per_event = durable.none_us
+        figure.durable_async_us_per_event = durable.async_us
+        figure.durable_data_wall_us = durable.data_wall_us
+        figure.disk_bytes_per_event = durable.disk_bytes
+        figures.append(figure)
     end_to_end(figures, events, workdir, repeat, progress)
     return figures
 

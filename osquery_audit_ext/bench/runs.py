@@ -82,6 +82,13 @@ class OursFigures:
     rss_delta_bytes: int
     rss_bytes_per_buffered_event: float | None
     drained: bool
+    # The storm's own table (None for user messages): rows held before and after, and rows
+    # appended to it (by its eids). audit_status sums both rings, and a row held before in
+    # the *other* ring is never evicted by this storm: counting it as evicted hid one call.
+    table: str | None = None
+    table_before: int = 0
+    table_appended: int = 0
+    table_after: int = 0
 
 
 @dataclass
@@ -151,6 +158,21 @@ def wait_log_settled(path: Path, timeout: float = DRAIN_TIMEOUT) -> bool:
 # -- one storm ------------------------------------------------------------------------------
 
 
+STORM_TABLES = {"connect": "socket_events", "exec": "process_events"}
+
+
+def table_position(ext: ExtensionUnderTest, table: str) -> tuple[int, int]:
+    """(rows held, newest eid) of one table: eids count what was appended in between."""
+    (row,) = ext.query(f"SELECT count(*) AS n, max(eid) AS e FROM {table}")
+    return int(row["n"] or 0), int(row["e"] or 0)
+
+
+def storm_rows_evicted(appended: int, held_after: int) -> int:
+    """Rows of a storm its table evicted: the ring evicts oldest first, so the rows held
+    before the storm went first, and what the table holds after is the newest it was given."""
+    return max(0, appended - held_after)
+
+
 def visible_rows(ext: ExtensionUnderTest, storm: StormResult) -> int | None:
     """Rows of this storm in our tables, counted through SQL on the core."""
     if storm.kind == "connect":
@@ -179,6 +201,8 @@ def storm_under(
     """Run one storm with the given consumers in place and read every figure around it."""
     lost_before = kernel_lost()
     counters_before = ext.counters() if ext is not None else None
+    table = STORM_TABLES.get(kind)
+    position_before = table_position(ext, table) if ext is not None and table else (0, 0)
     ext_before = ext.sample() if ext is not None else None
     auditd_before = sample(auditd.pid) if auditd is not None else None
     result = plan.run_storm(kind)
@@ -210,6 +234,8 @@ def storm_under(
         appended = delta["events_buffered"] + delta["ring_evicted"]
         buffered_before = counters_before["events_buffered"]
         events = delta["records_received"] if kind == "usermsg" else appended
+        position_after = table_position(ext, table) if table else (0, 0)
+        table_appended = position_after[1] - position_before[1]
         figures.ours = OursFigures(
             mode=consumer,
             counters=delta,
@@ -218,7 +244,11 @@ def storm_under(
             events=events,
             visible=visible_rows(ext, result),
             # Rows held before the storm go first (the ring evicts oldest first).
-            evicted_in_run=max(0, delta["ring_evicted"] - buffered_before),
+            evicted_in_run=(
+                storm_rows_evicted(table_appended, position_after[0])
+                if table
+                else max(0, delta["ring_evicted"] - buffered_before)
+            ),
             cpu_seconds=used.cpu_seconds,
             cpu_us_per_event=per_event_us(used.cpu_seconds, events),
             rss_delta_bytes=used.rss_bytes,
@@ -228,6 +258,10 @@ def storm_under(
                 else None
             ),
             drained=ours_drained,
+            table=table,
+            table_before=position_before[0],
+            table_appended=table_appended,
+            table_after=position_after[0],
         )
     return figures
 

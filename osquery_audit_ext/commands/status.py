@@ -4,6 +4,8 @@
     status --set NAME=VALUE [--set ...] change settings, then print the status (as auditctl
                                         does after -e/-f/-r/-b/--backlog_wait_time)
     status --reset-lost                 zero the lost counter and print `lost: N`, the old count
+    status --restore                    put back what a crashed extension left changed (the
+                                        settings and rules recorded in its state dir)
 
 Every --set is checked before the kernel is asked anything, so a bad one changes nothing.
 enabled=2 locks the audit configuration until reboot: it needs --allow-lock.
@@ -12,6 +14,7 @@ enabled=2 locks the audit configuration until reboot: it needs --allow-lock.
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..audit.control import (
     LOCKED,
@@ -21,7 +24,7 @@ from ..audit.control import (
     check_setting,
     format_status,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, StateError
 
 # Settings a user may change here (the audit pid belongs to the process that reads audit).
 CLI_SETTINGS: tuple[str, ...] = USER_SETTINGS
@@ -53,6 +56,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--reset-lost",
         action="store_true",
         help="zero the kernel's lost counter and print the old count (auditctl --reset-lost)",
+    )
+    parser.add_argument(
+        "--restore",
+        action="store_true",
+        help=(
+            "put back the audit settings and remove the rules an extension that did not exit "
+            "cleanly left (recorded in the [state] dir); refused while an instance runs"
+        ),
     )
 
 
@@ -90,8 +101,44 @@ def parse_settings(texts: list[str], *, allow_lock: bool = False) -> dict[str, i
     return settings
 
 
+def restore(config: str | None) -> None:
+    """`status --restore`: what the record in the state dir says, put back; refused while a
+    running instance owns the directory (it restores on its own exit)."""
+    # Imported here: `status` alone needs neither the config nor the state dir.
+    from ..app.originals import restore_recorded
+    from ..app.settings import load_settings
+    from ..app.state import StateDir
+
+    directory = load_settings(config).state.directory()
+    if directory is None:
+        raise ConfigError('--restore: [state] dir is "-" (memory only): nothing was recorded')
+    if not os.path.isdir(directory):
+        print(f"nothing to restore: no state dir {directory}")
+        return
+    state = StateDir(directory)
+    try:
+        state.open()
+    except StateError as exc:
+        raise StateError(
+            f"--restore refused: {exc}. A running instance puts the kernel back itself when "
+            "it exits; stop it (or its osqueryd) instead"
+        ) from None
+    try:
+        with AuditControl() as control:
+            lines = restore_recorded(state, control)
+    finally:
+        state.close()
+    for line in lines or ["nothing to restore: no run left kernel audit changed"]:
+        print(line)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = parse_settings(args.settings, allow_lock=args.allow_lock)
+    if args.restore:
+        if settings or args.reset_lost:
+            raise ConfigError("--restore cannot be combined with --set or --reset-lost")
+        restore(args.config)
+        return 0
     with AuditControl() as control:
         if settings:
             control.set_status(**settings)

@@ -166,12 +166,18 @@ class Coalescer:
         self._type_sets: dict[tuple[int, ...], tuple[int, ...]] = {}  # shared, few distinct
         self._now: float | None = None
         self._high_serial: int | None = None
+        self.first_serial: int | None = None  # the first serial seen (across a restart: the gap)
         self._missing: set[int] = set()
         self._missing_order: deque[int] = deque()
 
     def __len__(self) -> int:
         """Events in flight."""
         return len(self._inflight)
+
+    @property
+    def high_serial(self) -> int | None:
+        """The highest serial seen (wrap-aware), None before the first record."""
+        return self._high_serial
 
     # -- input ------------------------------------------------------------------------------
 
@@ -278,7 +284,7 @@ class Coalescer:
         """Track the highest serial seen and the holes below it (wrap-safe)."""
         high = self._high_serial
         if high is None:
-            self._high_serial = serial
+            self._high_serial = self.first_serial = serial
             return
         ahead = (serial - high) & SERIAL_MASK
         if ahead == 0:

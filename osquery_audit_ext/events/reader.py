@@ -241,6 +241,7 @@ class AuditReader:
             batch = sock.recv_many(wake)
             now = self.clock()
             received = 0
+            completed: list[Event] = []  # handed over once per batch: one durable-ring write
             for msg_type, payload in batch:
                 # Below AUDIT_FIRST_USER_MSG are control replies, but for two record types;
                 # AUDIT_REPLACE is the kernel probing the audit daemon, not a record.
@@ -254,7 +255,9 @@ class AuditReader:
                         stats.parse_errors += 1
                         continue
                     if done:
-                        on_events(done)
+                        completed.extend(done)
+            if completed:
+                on_events(completed)
             stats.records_received += received
             if now >= next_expire:
                 expired = coalescer.expire(now)

@@ -212,19 +212,26 @@ def record_body(payload: bytes, stamp_length: int) -> str:
 def split_fields(body: str) -> dict[str, str]:
     """key=value pairs of a record body, values raw (quotes kept); never raises.
 
-    When a key repeats, the last occurrence wins. Words without '=' are skipped.
+    When a key repeats, the first occurrence wins, as in auparse and in the router's fast
+    path (which reads the fixed start of a SYSCALL record): both must see the same values.
+    Words without '=' are skipped.
     """
+    fields: dict[str, str] = {}
     if "'" not in body:  # fast path: no single-quoted values (user records' msg='...')
-        fields: dict[str, str] = {}
         for word in body.split():
             key, sep, value = word.partition("=")
             if sep and key:
                 if value[:1] == '"' and (len(value) == 1 or value[-1] != '"'):
                     break  # a double-quoted value holding a space: take the careful path
-                fields[key] = value
+                if key not in fields:
+                    fields[key] = value
         else:
             return fields
-    return dict(_FIELD.findall(body))
+        fields = {}
+    for key, value in _FIELD.findall(body):
+        if key not in fields:
+            fields[key] = value
+    return fields
 
 
 # Record bodies that repeat, split once: a PATH or CWD record is the same for every exec of

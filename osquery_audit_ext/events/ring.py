@@ -6,9 +6,11 @@ after the lock is released.
 
 The ring holds what a query filters on (time, pid) and an opaque item (the event in the
 compact form routing.py keeps); rows are built from items only for the entries a query
-returns. time and pid ints that repeat are shared. eids are ints, assigned 1, 2, 3 ... per
-ring in append order (from `next_eid`); eviction removes from the front, so the ring always holds a contiguous
-eid range and an eid maps to an index by subtraction (eids are not stored).
+returns. time and pid ints that repeat are shared. eids are ints, assigned next_eid,
+next_eid + 1, ... per ring in append order, and never reused. Entries restored after a
+restart keep their eids, and the next run's eids may start further on (eids are reserved in
+blocks), so the ring holds a few runs of consecutive eids: eids are not stored, an eid maps
+to an index by one subtraction within its run (one run but across a restart).
 
 Times are mostly but not strictly increasing (a blocking accept() carries the time it
 started), so the ring keeps the running maximum of `time` (non-decreasing, hence
@@ -23,7 +25,8 @@ import threading
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
+from itertools import chain
 
 _INT_CACHE_MAX = 4096  # shared int objects kept (ints above 256 are separate objects)
 _COMPACT_AFTER = 1024  # evicted slots kept before the list is compacted
@@ -49,6 +52,7 @@ class EventRing:
         clock: Callable[[], float] = time.time,
         next_eid: int = 1,
     ) -> None:
+        """next_eid: the eid of the first entry appended (eids never go back across runs)."""
         if capacity < 1:
             raise ValueError("ring capacity must be at least 1")
         if next_eid < 1:
@@ -64,6 +68,9 @@ class EventRing:
         self._start = 0  # index of the oldest entry held
         self._first_eid = next_eid  # eid of entries[_start]
         self._next_eid = next_eid
+        self._tail_eid = 0  # eid of the newest entry stored (0 before the first)
+        # [index, eid] where each run of consecutive eids starts; runs[0] holds _start.
+        self._runs: deque[list[int]] = deque([[0, next_eid]])
         self._evicted = 0
         self._evicted_by_age = 0
         self._next_expire = float("-inf")
@@ -88,8 +95,19 @@ class EventRing:
 
     @property
     def last_eid(self) -> int:
-        """The eid of the newest entry appended (0 before the first)."""
-        return self._next_eid - 1
+        """The eid of the newest entry stored, appended or restored (0 before the first)."""
+        return self._tail_eid
+
+    @property
+    def first_eid(self) -> int:
+        """The eid of the oldest entry held (the next eid when the ring is empty)."""
+        with self._lock:
+            return self._first_eid if len(self._entries) > self._start else self._next_eid
+
+    @property
+    def next_eid(self) -> int:
+        """The eid the next append gets."""
+        return self._next_eid
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -111,24 +129,52 @@ class EventRing:
         with self._lock:
             eid = self._next_eid
             self._next_eid = eid + 1
-            entries = self._entries
-            running = self._running_max
-            previous = running[-1] if len(entries) > self._start else None
-            if when is None:
-                peak = previous if previous is not None else float("-inf")
-            elif previous is None or when >= previous:
-                peak = when
-            else:
-                peak = previous
-                self._note_lag(eid, previous - when)
-            entries.append(entry)
-            running.append(peak)
-            if len(entries) - self._start > self._capacity:
-                self._evict_front()
-            if now >= self._next_expire:
-                self._expire_locked(now)
-                self._next_expire = now + _EXPIRE_EVERY
+            self._store(eid, entry, now)
             return eid
+
+    def restore(self, entries: Iterable[Entry], next_eid: int = 1) -> int:
+        """Put back entries kept across a restart, in eid order, keeping their eids; the next
+        append gets at least `next_eid` (and more than every eid held). Entries not newer than
+        the newest held are skipped. Returns how many were restored."""
+        now = self._clock()
+        restored = 0
+        with self._lock:
+            for eid, when, pid, item in entries:
+                if eid <= self._tail_eid:
+                    continue
+                self._store(eid, (when, pid, item), now)
+                restored += 1
+            self._next_eid = max(self._next_eid, self._tail_eid + 1, next_eid)
+        return restored
+
+    def _store(self, eid: int, entry: tuple, now: float) -> None:
+        """Append one entry under the lock: index, runs, eviction by count and age."""
+        entries = self._entries
+        when = entry[0]
+        if len(entries) == self._start:  # empty: this entry starts the only run
+            self._runs = deque([[len(entries), eid]])
+            self._first_eid = eid
+            previous = None
+        else:
+            if eid != self._tail_eid + 1:
+                self._runs.append([len(entries), eid])
+            previous = self._running_max[-1]
+        self._tail_eid = eid
+        running = self._running_max
+        if when is None:
+            peak = previous if previous is not None else float("-inf")
+        elif previous is None or when >= previous:
+            peak = when
+        else:
+            peak = previous
+            self._note_lag(eid, previous - when)
+        entries.append(entry)
+        running.append(peak)
+        if len(entries) - self._start > self._capacity:
+            self._evict_front()
+        if now >= self._next_expire:
+            self._expire_locked(now)
+            self._next_expire = now + _EXPIRE_EVERY
 
     def _note_lag(self, eid: int, lag: int | float) -> None:
         lags = self._lags
@@ -139,7 +185,12 @@ class EventRing:
     def _evict_front(self, by_age: bool = False) -> None:
         self._entries[self._start] = ()
         self._start += 1
-        self._first_eid += 1
+        runs = self._runs
+        if len(runs) > 1 and runs[1][0] == self._start:
+            runs.popleft()  # a restart's gap: the next entry starts the next run
+            self._first_eid = runs[0][1]
+        else:
+            self._first_eid += 1
         self._evicted += 1
         if by_age:
             self._evicted_by_age += 1
@@ -149,6 +200,8 @@ class EventRing:
         if self._start >= _COMPACT_AFTER and self._start * 2 >= len(self._entries):
             del self._entries[: self._start]
             del self._running_max[: self._start]
+            for run in self._runs:
+                run[0] -= self._start
             self._start = 0
 
     def _expire_locked(self, now: float) -> None:
@@ -170,6 +223,30 @@ class EventRing:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def _index_of(self, eid: int) -> int:
+        """The index of the first entry held whose eid is >= `eid` (the end if none)."""
+        runs = self._runs
+        end = len(self._entries)
+        for number, (index, first) in enumerate(runs):
+            stop = runs[number + 1][0] if number + 1 < len(runs) else end
+            if eid < first + (stop - index):
+                return max(self._start, index + max(eid - first, 0))
+        return end
+
+    def _eids(self, low: int, high: int) -> Iterable[int]:
+        """The eids of entries[low:high]: one range per run it spans."""
+        runs = self._runs
+        if len(runs) == 1:
+            index, first = runs[0]
+            return range(first + low - index, first + high - index)
+        ranges = []
+        for number, (index, first) in enumerate(runs):
+            stop = runs[number + 1][0] if number + 1 < len(runs) else len(self._entries)
+            a, b = max(low, index), min(high, stop)
+            if a < b:
+                ranges.append(range(first + a - index, first + b - index))
+        return chain.from_iterable(ranges)
+
     def query(
         self,
         *,
@@ -186,17 +263,17 @@ class EventRing:
             start, end = self._start, len(self._entries)
             low, high = start, end
             if eid_min is not None:
-                low = max(low, start + (eid_min - self._first_eid))
+                low = max(low, self._index_of(eid_min))
             if eid_max is not None:
-                high = min(high, start + (eid_max - self._first_eid) + 1)
+                high = min(high, self._index_of(eid_max + 1))
             if time_min is not None and low < high:
                 low = max(low, bisect_left(self._running_max, time_min, start, end))
             if time_max is not None and low < high:
                 lag = self._lags[0][1] if self._lags else 0
                 high = min(high, bisect_right(self._running_max, time_max + lag, start, end))
             snapshot = self._entries[low:high] if low < high else []
-            first_eid = self._first_eid + (low - start)
-        selected = zip(range(first_eid, first_eid + len(snapshot)), snapshot)
+            eids = self._eids(low, high) if snapshot else ()
+        selected = zip(eids, snapshot)
         if time_min is not None or time_max is not None:
             low_t = float("-inf") if time_min is None else time_min
             high_t = float("inf") if time_max is None else time_max

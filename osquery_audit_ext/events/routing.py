@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from ..audit.consts import AF_UNIX, AUDIT_PATH, AUDIT_SECCOMP, AUDIT_SOCKADDR, AUDIT_SYSCALL
 from .coalesce import Event
 from .file_rows import PROCESS_FILE_EVENTS, FilePaths, dirfd_paths_from_proc, file_row
+from .journal import RingJournal
 from .mac_rows import (
     APPARMOR_EVENTS,
     SECCOMP_EVENTS,
@@ -44,7 +45,7 @@ from .mac_rows import (
     seccomp_row,
     selinux_row,
 )
-from .ring import EventRing
+from .ring import Entry, EventRing
 from .rows import (
     EXEC_SYSCALLS,
     FORK_SYSCALLS,
@@ -117,6 +118,11 @@ def _fast_path(arch_field: bytes, syscall_field: bytes) -> FastPath:
     return FastPath.BUILD_ROW
 
 
+# Tables whose ring items hold their payloads as one zlib blob (pack_payloads): the durable
+# ring stores those frames as they are and compresses the others' frames whole.
+STORED_COMPRESSED = frozenset({PROCESS_EVENTS, PROCESS_FILE_EVENTS})
+
+
 def pack_payloads(payloads: Sequence[bytes]) -> bytes:
     """The payloads as one zlib blob: their lengths (u32 each), then their bytes."""
     lengths = struct.pack(f"<{len(payloads)}I", *map(len, payloads))
@@ -173,6 +179,8 @@ class EventRouter:
             for name, ring in self.other_rings.items()
             if name in (SECCOMP_EVENTS, SELINUX_EVENTS, APPARMOR_EVENTS)
         }
+        # Durable ring: {table: journal} each batch's new entries are written to.
+        self.journals: dict[str, RingJournal] | None = None
 
     def rings(self) -> dict[str, EventRing]:
         return {
@@ -205,19 +213,54 @@ class EventRouter:
         return build_row
 
     def route(self, events: list[Event]) -> None:
+        written: dict[str, list[Entry]] | None = None if self.journals is None else {}
         for event in events:
             found = self.classify(event)
             types = event.types  # the coalescer's shared tuple
             if found is not None:
                 table, pid = found
                 if table == PROCESS_EVENTS:
-                    self.process_ring.append(event.sec, pid, (types, pack_payloads(event.payloads)))
+                    item: Item = (types, pack_payloads(event.payloads))
+                    self._append(PROCESS_EVENTS, self.process_ring, event.sec, pid, item, written)
                 else:
-                    self.socket_ring.append(event.sec, pid, (types, tuple(event.payloads)))
+                    item = (types, tuple(event.payloads))
+                    self._append(SOCKET_EVENTS, self.socket_ring, event.sec, pid, item, written)
             if self.other_rings:
-                self._route_other(event, found is not None)
+                self._route_other(event, found is not None, written)
+        if written:
+            self._write_journals(written)
 
-    def _route_other(self, event: Event, has_row: bool) -> None:
+    @staticmethod
+    def _append(
+        table: str,
+        ring: EventRing,
+        when: int | None,
+        pid: int | None,
+        item: object,
+        written: dict[str, list[Entry]] | None,
+    ) -> None:
+        eid = ring.append(when, pid, item)
+        if written is not None:
+            written.setdefault(table, []).append((eid, when, pid, item))
+
+    def _write_journals(self, written: dict[str, list[Entry]]) -> None:
+        """The batch's new entries to each table's journal (the durable ring)."""
+        journals = self.journals or {}
+        for table, entries in written.items():
+            journal = journals.get(table)
+            if journal is None:
+                continue
+            journal.write(entries)
+            ring = self.ring_of(table)
+            if journal.needs_prune(ring.first_eid):
+                journal.prune(ring.first_eid)
+
+    def ring_of(self, table: str) -> EventRing:
+        return self.rings()[table]
+
+    def _route_other(
+        self, event: Event, has_row: bool, written: dict[str, list[Entry]] | None
+    ) -> None:
         """The other tables' rows of an event: per record for user messages, seccomp and
         MAC records; per event for file calls on a watched path."""
         types = event.types
@@ -226,7 +269,8 @@ class EventRouter:
             if self._user_ring is not None:
                 row = user_row(event, boot)
                 if row is not None:
-                    self._user_ring.append(event.sec, row["pid"], (types, tuple(event.payloads)))
+                    item = (types, tuple(event.payloads))
+                    self._append(USER_EVENTS, self._user_ring, event.sec, row["pid"], item, written)
             return
         if self._mac_rings:
             for index, record_type in enumerate(types):
@@ -242,7 +286,8 @@ class EventRouter:
                 )
                 row = RECORD_ROWS[table](single, boot)
                 if row is not None:
-                    ring.append(event.sec, row.get("pid"), ((record_type,), (payload,)))
+                    item = ((record_type,), (payload,))
+                    self._append(table, ring, event.sec, row.get("pid"), item, written)
         if self._file_ring is not None and not has_row and AUDIT_PATH in types:
             row = file_row(event, boot, self.file_paths, accesses=self.fim_accesses)
             dirs = None
@@ -258,7 +303,9 @@ class EventRouter:
                 # kept compressed, as process events: a file event is ~1.2 KB of text
                 packed = pack_payloads(event.payloads)
                 item = (types, packed, tuple(dirs.items())) if dirs else (types, packed)
-                self._file_ring.append(event.sec, row["pid"], item)
+                self._append(
+                    PROCESS_FILE_EVENTS, self._file_ring, event.sec, row["pid"], item, written
+                )
 
     def classify(self, event: Event) -> tuple[str, int | None] | None:
         """(table, pid) of the row the event gives, or None when it gives none."""

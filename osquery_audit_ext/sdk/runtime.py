@@ -124,10 +124,13 @@ def run_extension(
         return _serve(name, version, tables, socket_path, timeout, interval)
     finally:
         if on_exit is not None:
-            try:
-                on_exit()
-            except Exception:
-                log.error("cleanup after the extension failed", exc_info=True)
+            # A core that stops sends SIGTERM soon after its shutdown call (osquery's does
+            # too): the cleanup that puts the kernel back must not die half-way through.
+            with _signals_to(_Exit()):
+                try:
+                    on_exit()
+                except Exception:
+                    log.error("cleanup after the extension failed", exc_info=True)
 
 
 def _serve(

@@ -298,7 +298,7 @@ def test_property_never_twice_and_every_event_delivered_or_missed(tmp_path_facto
 
     def read(name: str) -> None:
         if name not in first_head:
-            first_head[name] = r.ring.last_eid
+            first_head[name] = r.ring.next_eid - 1
         elif last_read[name] < clock.now - expiry:
             forgotten.add(name)
         last_read[name] = clock.now

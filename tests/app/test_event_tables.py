@@ -149,10 +149,17 @@ def all_tables():
 
     from osquery_audit_ext.app.extension import audit_tables
     from osquery_audit_ext.app.service import AuditService
-    from osquery_audit_ext.app.settings import EventSettings, Settings
+    from osquery_audit_ext.app.settings import EventSettings, RingSettings, Settings
 
     events = EventSettings(fim=True, fim_accesses=True, seccomp=True, selinux=True, apparmor=True)
-    service = AuditService(Settings(events=events, file_paths={"tree": ("/tmp/oae11/tree/%%",)}))
+    # expiry 0: the golden records are hours old and must not age out of the rings
+    service = AuditService(
+        Settings(
+            events=events,
+            file_paths={"tree": ("/tmp/oae11/tree/%%",)},
+            ring=RingSettings(expiry=0),
+        )
+    )
     for path in sorted(RECORDS_GOLDEN.glob("*.log")):
         service.route_events(events_of(read_log(path)))
     directory = tempfile.mkdtemp(prefix="oae-t")

@@ -41,6 +41,8 @@ def test_defaults_match_osquery_flags():
     assert (s.events.process, s.events.sockets, s.events.socket_accept) == (True, False, True)
     assert (s.events.socket_unix, s.events.socket_failed) == (False, False)
     assert s.ring.expiry == 3600 and s.control == {} and not s.persist_rules
+    assert s.raise_backlog_limit == 8192
+    assert settings_from_dict({"raise_backlog_limit": 0}).raise_backlog_limit == 0
     # audit_allow_user_events is true; fim, its accesses, seccomp, selinux, apparmor false
     assert s.events.user and not (s.events.fim or s.events.fim_accesses)
     assert not (s.events.seccomp or s.events.selinux or s.events.apparmor)
@@ -67,6 +69,7 @@ def test_file_paths_as_osquery_configures_them():
         ({"control": {"failure": 3}}, "control.failure: expected an integer 0..2"),
         ({"reader": {"event_timeout": 0}}, "reader.event_timeout: expected a positive number"),
         ({"key": ""}, "key: must be 1 to 255 bytes"),
+        ({"raise_backlog_limit": -1}, "raise_backlog_limit: expected a non-negative integer"),
         ({"ring": {"capacity": 0}}, "ring.capacity: the ring must hold at least 1 event"),
         ({"file_paths": ["/etc/%%"]}, "file_paths: expected a table: category = list of globs"),
         ({"file_paths": {"etc": "/etc/%%"}}, "file_paths.etc: expected a list of path globs"),

@@ -50,6 +50,7 @@ from osquery_audit_ext.bench.runs import (
     OursFigures,
     RunResult,
     StormFigures,
+    storm_rows_evicted,
 )
 from osquery_audit_ext.bench.settle import wait_settled
 from osquery_audit_ext.bench.storm import (
@@ -311,6 +312,11 @@ def test_ring_bench_small(tmp_path):
             assert f.e2e_star_ms and f.e2e_column_ms and f.e2e_count_ms
         else:
             assert f.e2e_star_ms is None and f.e2e_error is None
+        assert f.durable_us_per_event and f.durable_us_per_event > 0
+        assert f.durable_async_us_per_event and f.durable_async_us_per_event > 0
+        assert f.durable_data_wall_us and f.durable_data_wall_us > 0
+        assert f.disk_bytes_per_event and 10 < f.disk_bytes_per_event < 4000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("durable-")]
 
 
 # -- waiting --------------------------------------------------------------------------------
@@ -497,6 +503,28 @@ def test_capacity_evictions_are_not_loss_but_expiry_is():
     # 500 calls into a 1000-row ring, 20 evicted anyway (expiry): a loss.
     expired = _storm(OURS_UNICAST, "connect", 500, 1000.0, _ours(500, 480, evicted=20))
     assert loss_figures(expired, capacity=1000)["ring evictions not due to capacity"] == 20
+
+
+def test_a_row_held_in_the_other_ring_is_not_a_call_without_a_row():
+    """Issue 12's "calls without a row 1": 2000 connects into a 1000-row socket ring while
+    8 other processes' connects came last and one exec row sat in the process ring before.
+    audit_status sums both rings, so ring_evicted - buffered_before counted one eviction too
+    few; the storm table's own positions account for every call."""
+    ours = _ours(2000, 992, evicted=1008 - 1)  # what the summed counters gave
+    ours.buffered_before = 1
+    summed = _storm(OURS_UNICAST, "connect", 2000, 1000.0, ours)
+    assert loss_figures(summed, capacity=1000)["calls without a row"] == 1
+    ours = _ours(2000, 992, evicted=storm_rows_evicted(2008, 1000))
+    ours.table, ours.table_before, ours.table_appended, ours.table_after = (
+        "socket_events",
+        0,
+        2008,
+        1000,
+    )
+    exact = _storm(OURS_UNICAST, "connect", 2000, 1000.0, ours)
+    assert not any(loss_figures(exact, capacity=1000).values())
+    ours.table_after = 990  # 10 rows gone beyond what capacity explains: a loss
+    assert loss_figures(exact, capacity=1000)["ring evictions not due to capacity"] == 10
 
 
 def test_locked_targets_say_why_and_summary_says_locked():

@@ -231,3 +231,20 @@ def test_set_applies_and_prints(kernel_rw: None, capsys: pytest.CaptureFixture[s
         str(before.backlog_limit),
         str(before.rate_limit),
     )
+
+
+# -- --restore (the kernel cases are in tests/app/test_crash_kernel.py) ----------------------
+
+
+def test_restore_without_a_state_dir_or_with_memory_only(tmp_path, capsys):
+    missing = tmp_path / "never-created"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[state]\ndir = "{missing}"\n', encoding="utf-8")
+    assert cli.main(["status", "--restore", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == f"nothing to restore: no state dir {missing}\n"
+    assert not missing.exists()
+    config.write_text('[state]\ndir = "-"\n', encoding="utf-8")
+    assert cli.main(["status", "--restore", "--config", str(config)]) == 1
+    assert "memory only" in capsys.readouterr().err
+    assert cli.main(["status", "--restore", "--reset-lost"]) == 1
+    assert "cannot be combined" in capsys.readouterr().err

@@ -13,7 +13,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from osquery_audit_ext.audit.consts import (
     AUDIT_SYSCALL,
     AUDIT_USER,
 )
-from osquery_audit_ext.audit.control import AuditStatus
+from osquery_audit_ext.audit.control import AuditStatus, owner_process
 from osquery_audit_ext.errors import AuditPidTaken
 from osquery_audit_ext.events.coalesce import Event
 from osquery_audit_ext.events.reader import AuditReader, ReaderSettings
@@ -173,13 +172,12 @@ def status_checked(kernel: FakeKernel) -> None:
 
 @pytest.fixture
 def holder() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process to hold the audit pid (its comm is `sleep`)."""
+    """A live process to hold the audit pid (its comm is `sleep`, once it has exec'd: until
+    then it is the forking python, so wait for that)."""
     process = subprocess.Popen(["sleep", "60"])
-    # Between fork and exec the child is still `python`: wait until it is `sleep`.
-    comm = Path(f"/proc/{process.pid}/comm")
     deadline = time.monotonic() + 10
-    while comm.read_text().strip() != "sleep" and time.monotonic() < deadline:
-        time.sleep(0.001)
+    while owner_process(process.pid) != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.005)
     yield process
     process.kill()
     process.wait()

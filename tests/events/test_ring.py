@@ -125,7 +125,7 @@ def test_compaction_keeps_eids_and_order() -> None:
 
 def test_eids_continue_from_next_eid() -> None:
     ring = EventRing(capacity=3, expiry=10**9, clock=Clock(), next_eid=70_000)
-    assert ring.last_eid == 69_999 and ring.query() == []
+    assert ring.next_eid == 70_000 and ring.last_eid == 0 and ring.query() == []
     for pid in range(5):
         put(ring, pid, 1000)
     assert field(ring.query(), "eid") == [70_002, 70_003, 70_004]
@@ -157,6 +157,19 @@ def ring_script(draw: st.DrawFn) -> tuple[int, int, list[tuple[int, int, float]]
 
 
 bound = st.none() | st.integers(900, 1300)
+
+
+def scan(model, time_min, time_max, eid_min, eid_max, pids) -> list[tuple]:
+    """The brute-force answer: every model entry inside each bound (inclusive)."""
+    return [
+        r
+        for r in model
+        if (time_min is None or r[1] >= time_min)
+        and (time_max is None or r[1] <= time_max)
+        and (eid_min is None or r[0] >= eid_min)
+        and (eid_max is None or r[0] <= eid_max)
+        and (pids is None or r[2] in pids)
+    ]
 
 
 @settings(max_examples=300, deadline=None)
@@ -191,17 +204,81 @@ def test_query_equals_brute_force(
     got = ring.query(
         time_min=time_min, time_max=time_max, eid_min=eid_min, eid_max=eid_max, pids=pids
     )
-    want = [
-        r
-        for r in model
-        if (time_min is None or r[1] >= time_min)
-        and (time_max is None or r[1] <= time_max)
-        and (eid_min is None or r[0] >= eid_min)
-        and (eid_max is None or r[0] <= eid_max)
-        and (pids is None or r[2] in pids)
-    ]
+    want = scan(model, time_min, time_max, eid_min, eid_max, pids)
     assert got == want
     assert ring.evicted == len(appends) - len(model)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ring_script(),
+    st.lists(st.sampled_from([0, 0, 0, 0, 0, 0, 1, 2, 30]), min_size=80, max_size=80),
+    st.integers(1, 40),
+    bound,
+    bound,
+    st.none() | st.integers(-2, 400),
+    st.none() | st.integers(-2, 400),
+)
+def test_restarts_keep_eids_and_leave_gaps(
+    script: tuple[int, int, list[tuple[int, int, float]]],
+    restarts: list[int],
+    first: int,
+    time_min: int | None,
+    time_max: int | None,
+    eid_min: int | None,
+    eid_max: int | None,
+) -> None:
+    """Before some appends the ring is rebuilt as a restart does: its entries restored with
+    their eids, the next eid `gap` further on (a reserved block); queries still equal a scan."""
+    capacity, expiry, appends = script
+    clock = Clock(1000.0)
+    ring = EventRing(capacity=capacity, expiry=expiry, clock=clock, next_eid=first)
+    model: list[tuple] = []
+    next_eid = first
+    for (pid, when, now), gap in zip(appends, restarts):
+        clock.now = now
+        while model and model[0][1] < now - expiry:
+            model.pop(0)
+        if gap:
+            reserved = ring.next_eid + gap - 1
+            ring = EventRing(capacity=capacity, expiry=expiry, clock=clock, next_eid=1)
+            assert ring.restore(model, next_eid=reserved) == len(model)
+            next_eid = max(next_eid, reserved)
+            assert ring.next_eid == next_eid and ring.query() == model
+        assert put(ring, pid, when) == next_eid
+        model.append((next_eid, when, pid, "x"))
+        next_eid += 1
+        model = model[-capacity:]
+        while model and model[0][1] < now - expiry:
+            model.pop(0)
+        ring.expire()  # appends check age only every half second
+        assert ring.first_eid == (model[0][0] if model else next_eid)
+    assert ring.query() == model
+    got = ring.query(time_min=time_min, time_max=time_max, eid_min=eid_min, eid_max=eid_max)
+    want = scan(model, time_min, time_max, eid_min, eid_max, None)
+    assert got == want
+    for eid, *_rest in model:
+        assert ring.query(eid_min=eid, eid_max=eid)[0][0] == eid
+
+
+def test_restore_skips_entries_not_newer_and_compacts_across_a_gap() -> None:
+    ring = EventRing(capacity=3000, expiry=0, clock=Clock(), next_eid=500)
+    assert (
+        ring.restore([(10, 1, 1, "a"), (11, 1, 1, "b"), (11, 1, 1, "dup"), (5, 1, 1, "old")]) == 2
+    )
+    assert ring.next_eid == 500 and ring.last_eid == 11 and ring.first_eid == 10
+    for _ in range(2500):  # past the compaction threshold, across the gap
+        put(ring, 1, 2)
+    got = ring.query()
+    assert [e[0] for e in got[:3]] == [10, 11, 500] and got[-1][0] == 2999
+    assert ring.query(eid_min=12, eid_max=499) == []
+    small = EventRing(capacity=2, expiry=0, clock=Clock())
+    small.restore([(7, 1, 1, "a"), (8, 1, 1, "b")], next_eid=100)
+    put(small, 1, 1)
+    put(small, 1, 1)
+    assert [e[0] for e in small.query()] == [100, 101] and small.first_eid == 100
+    with pytest.raises(ValueError, match="eids start at 1"):
+        EventRing(capacity=1, expiry=0, next_eid=0)
 
 
 def test_queries_run_while_the_reader_appends() -> None:

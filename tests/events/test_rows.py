@@ -36,11 +36,18 @@ def event(*records: tuple[int, str], stamp: str = "1700000000.250:900") -> Event
 
 
 def syscall(nr: int, extra: str = "", *, audit_arch: str = "c000003e", success: str = "yes") -> str:
-    return (
+    """A SYSCALL record body in the kernel's field order; `extra` fields replace the defaults
+    in place (a key appears once, as from the kernel) or are added at the end."""
+    body = (
         f"arch={audit_arch} syscall={nr} success={success} exit=0 a0=3 a1=7ffd a2=10 a3=0 items=1 "
         f"ppid=10 pid=20 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 "
-        f'egid=1000 sgid=1000 fsgid=1000 tty=pts1 ses=2 comm="x" exe="/usr/bin/x" key="k" {extra}'
+        f'egid=1000 sgid=1000 fsgid=1000 tty=pts1 ses=2 comm="x" exe="/usr/bin/x" key="k"'
     )
+    fields = dict(word.split("=", 1) for word in body.split(" "))
+    for word in extra.split():
+        key, _, value = word.partition("=")
+        fields[key] = value
+    return " ".join(f"{key}={value}" for key, value in fields.items())
 
 
 # -- goldens -----------------------------------------------------------------------------

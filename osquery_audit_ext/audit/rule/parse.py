@@ -592,6 +592,18 @@ def parse_rule(text: str | list[str], *, machine: str | None = None) -> RuleComm
     name -S without an arch field and to resolve arch=b64/b32. Raises RuleSyntaxError with a
     one-line message naming the offending word.
     """
+    try:
+        return _parse_rule(text, machine)
+    except RuleSyntaxError as exc:
+        message = str(exc)
+        if message.isprintable():
+            raise
+        # A word with a newline or other control character must not break the one line.
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        raise RuleSyntaxError(shown) from None
+
+
+def _parse_rule(text: str | list[str], machine: str | None) -> RuleCommand:
     words = split_rule_text(text) if isinstance(text, str) else list(text)
     builder = _RuleBuilder(machine)
     i = 0
