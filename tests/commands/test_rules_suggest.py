@@ -20,6 +20,7 @@ from osquery_audit_ext import cli
 from osquery_audit_ext.audit.control import AuditControl
 from osquery_audit_ext.audit.rule.codec import decode_rule
 from osquery_audit_ext.audit.rule.parse import split_rules_file_line
+from osquery_audit_ext.audit.rule.suggest import EXCLUDED_DIRS
 from osquery_audit_ext.commands import rules as rules_command
 
 if TYPE_CHECKING:
@@ -50,8 +51,16 @@ exit 3
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    """A directory outside the temporary directories (their files get no watch)."""
-    path = ROOT / f".oae-suggest-{os.getpid()}"
+    """A directory outside the temporary directories (their files get no watch): beside the
+    checkout, or in the home directory when the checkout itself is in /tmp (a CI clone)."""
+    outside = [
+        base
+        for base in (ROOT, Path.home())
+        if not any(str(base.resolve()).startswith(d + "/") for d in EXCLUDED_DIRS)
+    ]
+    if not outside:
+        pytest.skip("the checkout and the home directory are both in temporary directories")
+    path = outside[0] / f".oae-suggest-{os.getpid()}"
     path.mkdir()
     try:
         yield path
