@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from itertools import accumulate
 
 BLOCK_ITEMS = 128  # events a block holds before it is sealed
 _ZLIB_LEVEL = 1
@@ -69,21 +70,18 @@ class Block:
         open_ = self.open
         if open_ is not None:
             return [list(payloads) for payloads in open_]
+        pieces, starts = self.unpack()
+        return [pieces[start:end] for start, end in zip(starts, starts[1:])]
+
+    def unpack(self) -> tuple[list[bytes], list[int]]:
+        """A sealed block's payloads in one list, and where each item's start in it (one
+        more at the end): the slicing done by C loops (accumulate, zip) but one."""
         data = zlib.decompress(self.blob)  # type: ignore[arg-type]
         counts = list(map(len, self.types))
         total = sum(counts)
-        lengths = _lengths_struct(total).unpack_from(data)
-        offset = 4 * total
-        out = []
-        at = 0
-        for count in counts:
-            payloads = []
-            for length in lengths[at : at + count]:
-                payloads.append(data[offset : offset + length])
-                offset += length
-            at += count
-            out.append(payloads)
-        return out
+        offsets = list(accumulate(_lengths_struct(total).unpack_from(data), initial=4 * total))
+        pieces = [data[start:end] for start, end in zip(offsets, offsets[1:])]
+        return pieces, list(accumulate(counts, initial=0))
 
 
 class BlockWriter:
@@ -103,21 +101,21 @@ class BlockWriter:
 
 
 class BlockReader:
-    """Items back from blocks, the last sealed block decoded kept for its neighbours."""
+    """Items back from blocks, the last sealed block unpacked kept for its neighbours."""
 
     def __init__(self) -> None:
-        self._last: tuple[Block | None, list[list[bytes]]] = (None, [])
+        self._last: tuple[Block | None, list[bytes], list[int]] = (None, [], [])
 
     def payloads(self, block: Block, index: int) -> list[bytes]:
         """A copy of the payloads of item `index` of `block`."""
         open_ = block.open
         if open_ is not None:
             return list(open_[index])
-        last_block, decoded = self._last  # one read: another thread may replace it
+        last_block, pieces, starts = self._last  # one read: another thread may replace it
         if last_block is not block:
-            decoded = block.decode()
-            self._last = (block, decoded)
-        return list(decoded[index])
+            pieces, starts = block.unpack()
+            self._last = (block, pieces, starts)
+        return pieces[starts[index] : starts[index + 1]]
 
 
 def is_block_item(item: object) -> bool:

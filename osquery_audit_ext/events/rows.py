@@ -729,34 +729,77 @@ def _socket_columns(
 
 
 _SLOW = object()
+_TEMPLATE_EVENT = Event((), [], True, (0, 0, 0))  # a template's stand-in: its times are replaced
 
 
 def _fast_socket_row(event: Event, boot_time: float) -> object:
     """socket_row from the payloads alone for the plain case (SYSCALL first, with the
-    kernel's head, connect/bind/accept/accept4 with one hex saddr); _SLOW for any other."""
+    kernel's head, connect/bind/accept/accept4 with one hex saddr); _SLOW for any other.
+
+    The columns of the call, its outcome and the task part come from a row template cached
+    per (call, outcome, task part): a storm repeats those, so a row is one dict copy and
+    the per-event columns (pid, fd, address, times) set on it."""
     types = event.types
     if not types or types[0] != AUDIT_SYSCALL or AUDIT_SOCKADDR not in types:
         return _SLOW
     payloads = event.payloads
-    head = _fast_head(payloads[0])
-    action = _FAST_ACTIONS.get(head.name) if head is not None else None
-    if head is None or action is None:
+    syscall = payloads[0]
+    head = _SYSCALL_HEAD.match(syscall)
+    if head is None:
         return _SLOW
     sockaddr = payloads[types.index(AUDIT_SOCKADDR)]
     found = _SADDR.search(sockaddr)
     if found is None or len(found.group(1)) % 2 or sockaddr.count(b"saddr=") != 1:
         return _SLOW
+    arch, nr, success, exit_text, a0, _ppid, pid = head.groups()
+    template = _socket_template(arch, nr, success, exit_text, syscall[head.end() :])
+    if template is None:
+        return _SLOW
+    row = template.copy()
+    family, ip, port, unix_path = _sockaddr_columns(found[1])
+    row["family"] = family
+    if row["action"] == "bind":
+        row["local_address"] = ip
+        row["local_port"] = port
+    else:
+        row["remote_address"] = ip
+        row["remote_port"] = port
+    row["socket"] = unix_path
+    row["pid"] = int(pid)
+    row["fd"] = str(int(a0, 16))
+    sec = event.sec
+    row["time"] = sec
+    uptime = int(sec + event.msec / 1000 - boot_time)
+    row["uptime"] = uptime if uptime >= 0 else None
+    row["time_ms"] = sec * 1000 + event.msec
+    row["serial"] = event.serial
+    return row
+
+
+@functools.lru_cache(maxsize=1024)
+def _socket_template(
+    arch: bytes, nr: bytes, success: bytes, exit_text: bytes, task_part: bytes
+) -> dict | None:
+    """The socket_events row of a plain event but its per-event columns (pid, fd, the
+    address, times: left empty); None when the fast path does not apply."""
+    task = _task_of_bytes(task_part)
+    if task.repeats_head:
+        return None
+    name, _audit_arch = _call_of(arch, nr)
+    action = _FAST_ACTIONS.get(name)
+    if action is None:
+        return None
     return _socket_columns(
-        event,
-        boot_time,
+        _TEMPLATE_EVENT,
+        0.0,
         action,
-        head.name,
-        head.pid,
-        int(head.a0, 16),
-        head.task,
-        _sockaddr_columns(found.group(1)),
-        head.success,
-        head.exit_code,
+        name,
+        None,
+        None,
+        task,
+        _NO_ADDRESS,
+        success == b"yes",
+        int(exit_text),
     )
 
 
