@@ -151,7 +151,8 @@ def stored_event(item: object, reader: BlockReader | None = None) -> Event:
     which keeps the last block decoded for the next item)."""
     if is_block_item(item):
         block, index = item  # type: ignore[misc]
-        return Event(block.types[index], (reader or BlockReader()).payloads(block, index))
+        payloads = (reader or BlockReader()).payloads(block, index)
+        return Event(block.types[index], payloads, True, block.when(index))
     types, payloads = item  # type: ignore[misc]
     if payloads.__class__ is bytes:
         return Event(types, unpack_payloads(payloads, len(types)))  # type: ignore[arg-type]
@@ -234,7 +235,8 @@ class EventRouter:
             return
         for eid, when, pid, item in entries:
             event = stored_event(item)
-            yield eid, when, pid, writer.add(event.types, event.payloads)  # type: ignore[arg-type]
+            stamp = (event.sec, event.msec, event.serial)
+            yield eid, when, pid, writer.add(event.types, event.payloads, stamp)  # type: ignore[arg-type]
 
     def route(self, events: list[Event]) -> None:
         written: dict[str, list[Entry]] | None = None if self.journals is None else {}
@@ -245,7 +247,8 @@ class EventRouter:
                 table, pid = found
                 ring = self.process_ring if table == PROCESS_EVENTS else self.socket_ring
                 payloads = event.payloads
-                eid = ring.append(event.sec, pid, self._blocks[table].add(types, payloads))
+                stamp = (event.sec, event.msec, event.serial)
+                eid = ring.append(event.sec, pid, self._blocks[table].add(types, payloads, stamp))
                 if written is not None:  # the journal takes the payloads as they are
                     written.setdefault(table, []).append((eid, event.sec, pid, (types, payloads)))
             if self.other_rings:

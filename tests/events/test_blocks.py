@@ -20,7 +20,10 @@ items = st.lists(
 @given(items)
 def test_items_come_back_exactly_from_open_and_sealed_blocks(events) -> None:
     writer = BlockWriter()
-    refs = [writer.add(types, payloads) for types, payloads in events]
+    refs = [
+        writer.add(types, payloads, (n, n % 1000, n + 7))
+        for n, (types, payloads) in enumerate(events)
+    ]
     blocks = list(dict.fromkeys(block for block, _ in refs))
     assert all(b.open is None for b in blocks[:-1])  # every full block was sealed
     assert all(len(b.types) == BLOCK_ITEMS for b in blocks[:-1])
@@ -31,6 +34,7 @@ def test_items_come_back_exactly_from_open_and_sealed_blocks(events) -> None:
             block, index = refs[number]
             types, payloads = events[number]
             assert block.types[index] == types
+            assert block.when(index) == (number, number % 1000, number + 7)
             assert reader.payloads(block, index) == payloads
             assert block.decode()[index] == payloads
 
@@ -39,7 +43,7 @@ def test_a_sealed_block_keeps_one_blob_and_drops_the_payloads() -> None:
     block = Block()
     payloads = [b"audit(1.000:1): arch=c000003e syscall=42", b"saddr=02000050"]
     for _ in range(BLOCK_ITEMS):
-        block.add((1300, 1306), payloads)
+        block.add((1300, 1306), payloads, (1, 0, 1))
     raw = sum(map(len, payloads)) * BLOCK_ITEMS
     block.seal()
     assert block.open is None and block.blob is not None and len(block.blob) < raw // 10
