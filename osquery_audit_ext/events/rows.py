@@ -524,6 +524,11 @@ def _fast_exec_row(event: Event, boot_time: float) -> object:
     row["pid"] = int(pid)
     row["cmdline"], row["argv"], row["cmdline_size"] = argv_columns(args)
     row["parent"] = int(ppid)
+    return _with_times(row, event, boot_time)
+
+
+def _with_times(row: dict, event: Event, boot_time: float) -> dict:
+    """A row from a template with the event's time, uptime, time_ms and serial set."""
     sec = event.sec
     row["time"] = sec
     uptime = int(sec + event.msec / 1000 - boot_time)
@@ -819,13 +824,7 @@ def _fast_socket_row(event: Event, boot_time: float) -> object:
     row["socket"] = unix_path
     row["pid"] = int(pid)
     row["fd"] = str(int(a0, 16))
-    sec = event.sec
-    row["time"] = sec
-    uptime = int(sec + event.msec / 1000 - boot_time)
-    row["uptime"] = uptime if uptime >= 0 else None
-    row["time_ms"] = sec * 1000 + event.msec
-    row["serial"] = event.serial
-    return row
+    return _with_times(row, event, boot_time)
 
 
 @functools.lru_cache(maxsize=1024)
