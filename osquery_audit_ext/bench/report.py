@@ -362,7 +362,7 @@ def cpu_targets(runs: Sequence[RunResult], locked: bool) -> list[Target]:
         note = ""
         if verdict == MISS and kind == "exec":
             note = (
-                "rows are parsed at query time; each exec's ~7 records are still split, grouped"
+                "rows are parsed at query time; each exec's ~8 records are still split, grouped"
                 " and classified in Python where auditd writes them out"
             )
         targets.append(Target(label, goal, value, verdict, note))
