@@ -178,7 +178,9 @@ class AuditService:
             )
             recovered = journal.recover()
             # Restored entries keep their eids; new ones start at this run's reservation.
-            self.events_recovered += ring.restore(recovered.entries, next_eid=ring.next_eid)
+            self.events_recovered += ring.restore(
+                self.router.ring_items(table, recovered.entries), next_eid=ring.next_eid
+            )
             self.ring_torn += recovered.torn
             ring.expire()
             journal.prune(ring.first_eid)

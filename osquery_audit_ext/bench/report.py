@@ -337,8 +337,8 @@ def query_targets(
 
 
 MEMORY_NOTE = (
-    "the ring's item format (per-event zlib of process events, raw socket payloads) is the"
-    " durable ring's (issue 12)"
+    "events are kept compressed in blocks of 128 (events/blocks.py): what is left is the"
+    " ring's index and Python's objects per entry"
 )
 
 
@@ -362,7 +362,8 @@ def cpu_targets(runs: Sequence[RunResult], locked: bool) -> list[Target]:
         note = ""
         if verdict == MISS and kind == "exec":
             note = (
-                "rows are parsed at query time, but each exec is still cut, indexed and zlib-packed"
+                "rows are parsed at query time; each exec's ~8 records are still split, grouped"
+                " and classified in Python where auditd writes them out"
             )
         targets.append(Target(label, goal, value, verdict, note))
     return targets
@@ -430,7 +431,10 @@ def _generate_note(f: TableFigures, goal_ms: float) -> str:
     budget = goal_ms * 1000 / min(f.events, TARGET_RING)
     return (
         f"{per_row:.1f} us a row against {budget:.1f} us: each row is parsed from its records"
-        " in pure Python"
+        " in pure Python (profile: unpacking its block ~2-4 us, the SYSCALL head regex and"
+        " the address or the arguments ~3-5 us, the row dict copied from a cached template"
+        " and its per-event cells ~2 us, the generate loop ~1 us); no compiled accelerator"
+        " tried (the issue allows one only once pure Python is shown not to reach it)"
     )
 
 

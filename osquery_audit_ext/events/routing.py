@@ -19,9 +19,12 @@ so they are decided by building the row (user_rows.py, file_rows.py, mac_rows.py
 message, seccomp or MAC record is one row each (as in osquery, which routes records, not
 events); a MAC or seccomp record inside a syscall event also leaves that event's own row.
 
-Process events are kept zlib-compressed (an execve's records are ~1 KB of text; an exec is
-costly enough that 10 us more does not show); socket events, which come in storms, are kept
-as they are.
+Process and socket events are kept in blocks (blocks.py): BLOCK_ITEMS consecutive events of a
+table compressed together once the block is full, a few microseconds an event where zlib per
+event cost 20-30, and under 100 bytes an event where the records as sent are ~0.5-1 KB. The
+durable ring is handed each event's payloads as they are and compresses its frames whole.
+process_file_events items keep one zlib blob each (pack_payloads) beside the dirfd
+directories found at arrival.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import enum
 import functools
 import struct
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..audit.consts import AF_UNIX, AUDIT_PATH, AUDIT_SECCOMP, AUDIT_SOCKADDR, AUDIT_SYSCALL
+from .blocks import BlockReader, BlockWriter, is_block_item
 from .coalesce import Event
 from .file_rows import PROCESS_FILE_EVENTS, FilePaths, dirfd_paths_from_proc, file_row
 from .journal import RingJournal
@@ -97,8 +101,9 @@ _ROW_SYSCALLS = EXEC_SYSCALLS | FORK_SYSCALLS | KILL_SYSCALLS | set(SOCKET_ACTIO
 _UNIX_FAMILY_HEX = tuple(AF_UNIX.to_bytes(2, order).hex().encode() for order in ("little", "big"))
 _ZLIB_LEVEL = 1
 
-# An item: (record types, payloads); payloads a tuple of bytes, or for process events one
-# zlib blob of the payloads preceded by their lengths.
+# An item as the durable ring stores it: (record types, payloads); payloads a tuple of bytes,
+# or one zlib blob of the payloads preceded by their lengths (process_file_events, and process
+# events kept by earlier versions). In the ring, process and socket items are (block, index).
 Item = tuple[tuple[int, ...], "tuple[bytes, ...] | bytes"]
 
 
@@ -120,7 +125,9 @@ def _fast_path(arch_field: bytes, syscall_field: bytes) -> FastPath:
 
 # Tables whose ring items hold their payloads as one zlib blob (pack_payloads): the durable
 # ring stores those frames as they are and compresses the others' frames whole.
-STORED_COMPRESSED = frozenset({PROCESS_EVENTS, PROCESS_FILE_EVENTS})
+STORED_COMPRESSED = frozenset({PROCESS_FILE_EVENTS})
+# Tables whose ring items are kept in blocks (blocks.py).
+BLOCK_TABLES = (PROCESS_EVENTS, SOCKET_EVENTS)
 
 
 def pack_payloads(payloads: Sequence[bytes]) -> bytes:
@@ -139,9 +146,14 @@ def unpack_payloads(blob: bytes, count: int) -> list[bytes]:
     return out
 
 
-def stored_event(item: Item) -> Event:
-    """The event an item holds, ready to build a row from."""
-    types, payloads = item
+def stored_event(item: object, reader: BlockReader | None = None) -> Event:
+    """The event an item holds, ready to build a row from (reader: the table's BlockReader,
+    which keeps the last block decoded for the next item)."""
+    if is_block_item(item):
+        block, index = item  # type: ignore[misc]
+        payloads = (reader or BlockReader()).payloads(block, index)
+        return Event(block.types[index], payloads, True, block.when(index))
+    types, payloads = item  # type: ignore[misc]
     if payloads.__class__ is bytes:
         return Event(types, unpack_payloads(payloads, len(types)))  # type: ignore[arg-type]
     return Event(types, list(payloads))
@@ -181,6 +193,7 @@ class EventRouter:
         }
         # Durable ring: {table: journal} each batch's new entries are written to.
         self.journals: dict[str, RingJournal] | None = None
+        self._blocks = {table: BlockWriter() for table in BLOCK_TABLES}
 
     def rings(self) -> dict[str, EventRing]:
         return {
@@ -206,11 +219,24 @@ class EventRouter:
         else:
             build = process_row if table == PROCESS_EVENTS else socket_row
         boot = self.boot_time
+        reader = BlockReader()  # per builder: the block it decoded last
 
         def build_row(item: object) -> dict | None:
-            return build(stored_event(item), boot)  # type: ignore[arg-type]
+            return build(stored_event(item, reader), boot)  # type: ignore[arg-type]
 
         return build_row
+
+    def ring_items(self, table: str, entries: Iterable[Entry]) -> Iterator[Entry]:
+        """Entries read back from the durable ring with their items as the ring keeps them
+        (in blocks for process and socket events)."""
+        writer = self._blocks.get(table)
+        if writer is None:
+            yield from entries
+            return
+        for eid, when, pid, item in entries:
+            event = stored_event(item)
+            stamp = (event.sec, event.msec, event.serial)
+            yield eid, when, pid, writer.add(event.types, event.payloads, stamp)  # type: ignore[arg-type]
 
     def route(self, events: list[Event]) -> None:
         written: dict[str, list[Entry]] | None = None if self.journals is None else {}
@@ -219,12 +245,12 @@ class EventRouter:
             types = event.types  # the coalescer's shared tuple
             if found is not None:
                 table, pid = found
-                if table == PROCESS_EVENTS:
-                    item: Item = (types, pack_payloads(event.payloads))
-                    self._append(PROCESS_EVENTS, self.process_ring, event.sec, pid, item, written)
-                else:
-                    item = (types, tuple(event.payloads))
-                    self._append(SOCKET_EVENTS, self.socket_ring, event.sec, pid, item, written)
+                ring = self.process_ring if table == PROCESS_EVENTS else self.socket_ring
+                payloads = event.payloads
+                stamp = (event.sec, event.msec, event.serial)
+                eid = ring.append(event.sec, pid, self._blocks[table].add(types, payloads, stamp))
+                if written is not None:  # the journal takes the payloads as they are
+                    written.setdefault(table, []).append((eid, event.sec, pid, (types, payloads)))
             if self.other_rings:
                 self._route_other(event, found is not None, written)
         if written:

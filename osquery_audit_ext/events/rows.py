@@ -380,9 +380,13 @@ def _value_bytes(raw: bytes) -> bytes:
 _HEX_VALUE = re.compile(rb"[0-9A-Fa-f]*")
 
 
-# An EXECVE body whose arguments are all quoted (the usual case), and one such argument.
-_QUOTED_ARGV = re.compile(rb'argc=([0-9]+)((?: a[0-9]+="[^"\s\x1c-\x1f]*")*)')
-_QUOTED_ARG = re.compile(rb' a([0-9]+)="([^"]*)"')
+@functools.lru_cache(maxsize=64)
+def _quoted_keys(count: int) -> list[bytes]:
+    """What an EXECVE body of `count` quoted arguments, `argc=N a0="..." a1="..."`, holds
+    between its quotes: [b'argc=N a0=', b' a1=', ..., b''] ([b'argc=0'] for none)."""
+    if not count:
+        return [b"argc=0"]
+    return [b"argc=%d a0=" % count] + [b" a%d=" % i for i in range(1, count)] + [b""]
 
 
 def _fast_argv(payload: bytes) -> list[bytes] | None:
@@ -392,13 +396,12 @@ def _fast_argv(payload: bytes) -> list[bytes] | None:
     if body is None:
         return None
     body = body.rstrip(b"\x00\n")
-    quoted = _QUOTED_ARGV.fullmatch(body)
-    if quoted is not None:
-        found = _QUOTED_ARG.findall(quoted.group(2))
-        if int(quoted.group(1)) == len(found) and all(
-            index == b"%d" % i for i, (index, _value) in enumerate(found)
-        ):
-            return [value for _index, value in found]
+    # Every argument quoted (the usual case): split at the quotes, the keys between them
+    # exactly argc=N a0= .. aN-1=, no whitespace inside a value (split_fields' words).
+    pieces = body.split(b'"')
+    values = pieces[1::2]
+    if pieces[0::2] == _quoted_keys(len(values)) and not _WHITESPACE.search(b"".join(values)):
+        return values
     parts = body.split(b" ")
     head = parts[0]
     if head[:5] != b"argc=" or not head[5:].isdigit() or int(head[5:]) != len(parts) - 1:
@@ -486,44 +489,98 @@ def _fast_head(payload: bytes) -> _Head | None:
 def _fast_exec_row(event: Event, boot_time: float) -> object:
     """process_row from the payloads alone for the plain exec (SYSCALL first with the
     kernel's head, a successful execve, one EXECVE record with every argument whole, an
-    absolute path or a cwd); _SLOW for any other event."""
+    absolute path or a cwd); _SLOW for any other event.
+
+    The columns of the call, the task part, the executable's PATH records and the cwd come
+    from a row template cached per those record parts (one program run again and again from
+    one directory repeats them all): a row is one dict copy, the arguments and the
+    per-event columns (pid, parent, times) set on it."""
     types = event.types
     shape = _exec_shape(types) if types.__class__ is tuple else None
     if shape is None:
         return _SLOW
     execve_at, cwd_at, paths_at = shape
     payloads = event.payloads
-    head = _fast_head(payloads[0])
-    if head is None or head.name != "execve" or not head.success:
+    syscall = payloads[0]
+    head = _SYSCALL_HEAD.match(syscall)
+    if head is None:
+        return _SLOW
+    arch, nr, success, exit_text, _a0, ppid, pid = head.groups()
+    template = _exec_template(
+        arch,
+        nr,
+        success,
+        exit_text,
+        syscall[head.end() :],
+        _body(payloads[cwd_at]) or b"" if cwd_at >= 0 else None,
+        tuple([_body(payloads[index]) or b"" for index in paths_at]),
+    )
+    if template is None:
         return _SLOW
     args = _fast_argv(payloads[execve_at])
     if args is None:
         return _SLOW
-    cwd, cwd_text = _cwd_of(_body(payloads[cwd_at]) or b"") if cwd_at >= 0 else (None, None)
+    row = template.copy()
+    row["pid"] = int(pid)
+    row["cmdline"], row["argv"], row["cmdline_size"] = argv_columns(args)
+    row["parent"] = int(ppid)
+    return _with_times(row, event, boot_time)
+
+
+def _with_times(row: dict, event: Event, boot_time: float) -> dict:
+    """A row from a template with the event's time, uptime, time_ms and serial set."""
+    sec = event.sec
+    row["time"] = sec
+    uptime = int(sec + event.msec / 1000 - boot_time)
+    row["uptime"] = uptime if uptime >= 0 else None
+    row["time_ms"] = sec * 1000 + event.msec
+    row["serial"] = event.serial
+    return row
+
+
+@functools.lru_cache(maxsize=1024)
+def _exec_template(
+    arch: bytes,
+    nr: bytes,
+    success: bytes,
+    exit_text: bytes,
+    task_part: bytes,
+    cwd_body: bytes | None,
+    path_bodies: tuple[bytes, ...],
+) -> dict | None:
+    """The process_events row of a plain exec but its per-event columns (pid, parent,
+    arguments, times: left empty); None when the fast path does not apply."""
+    task = _task_of_bytes(task_part)
+    if task.repeats_head or success != b"yes":
+        return None
+    name, audit_arch = _call_of(arch, nr)
+    if name != "execve":
+        return None
+    cwd, cwd_text = _cwd_of(cwd_body) if cwd_body is not None else (None, None)
     path_facts = None
-    for index in paths_at:
-        facts = _path_facts(_body(payloads[index]) or b"")
+    for body in path_bodies:
+        facts = _path_facts(body)
         if path_facts is None or (facts.item == "0" and path_facts.item != "0"):
             path_facts = facts
     file = path_facts.name if path_facts is not None else None
     if not file or (file[:1] != b"/" and not cwd):
-        return _SLOW  # exe= stands in for the path: the careful way
+        return None  # exe= stands in for the path: the careful way
     if file[:1] != b"/":
         while file[:2] == b"./":
             file = file[2:]
         file = cwd.rstrip(b"/") + b"/" + file  # type: ignore[union-attr]
     facts = ProcessFacts(
-        pid=head.pid,
-        parent=head.ppid,
+        pid=None,
+        parent=None,
         path=file,
-        argv=Argv(args, True),
+        argv=Argv([], True),
         cwd=cwd_text,
         mode=path_facts.mode if path_facts is not None else None,
         owner_uid=path_facts.owner_uid if path_facts is not None else None,
         owner_gid=path_facts.owner_gid if path_facts is not None else None,
     )
     return _process_columns(
-        event, boot_time, head.name, head.audit_arch, head.task, True, head.exit_code, facts
+        _TEMPLATE_EVENT, 0.0, name, audit_arch, task, True, int(exit_text), facts
     )
 
 
@@ -729,34 +786,71 @@ def _socket_columns(
 
 
 _SLOW = object()
+_TEMPLATE_EVENT = Event((), [], True, (0, 0, 0))  # a template's stand-in: its times are replaced
 
 
 def _fast_socket_row(event: Event, boot_time: float) -> object:
     """socket_row from the payloads alone for the plain case (SYSCALL first, with the
-    kernel's head, connect/bind/accept/accept4 with one hex saddr); _SLOW for any other."""
+    kernel's head, connect/bind/accept/accept4 with one hex saddr); _SLOW for any other.
+
+    The columns of the call, its outcome and the task part come from a row template cached
+    per (call, outcome, task part): a storm repeats those, so a row is one dict copy and
+    the per-event columns (pid, fd, address, times) set on it."""
     types = event.types
     if not types or types[0] != AUDIT_SYSCALL or AUDIT_SOCKADDR not in types:
         return _SLOW
     payloads = event.payloads
-    head = _fast_head(payloads[0])
-    action = _FAST_ACTIONS.get(head.name) if head is not None else None
-    if head is None or action is None:
+    syscall = payloads[0]
+    head = _SYSCALL_HEAD.match(syscall)
+    if head is None:
         return _SLOW
     sockaddr = payloads[types.index(AUDIT_SOCKADDR)]
     found = _SADDR.search(sockaddr)
     if found is None or len(found.group(1)) % 2 or sockaddr.count(b"saddr=") != 1:
         return _SLOW
+    arch, nr, success, exit_text, a0, _ppid, pid = head.groups()
+    template = _socket_template(arch, nr, success, exit_text, syscall[head.end() :])
+    if template is None:
+        return _SLOW
+    row = template.copy()
+    family, ip, port, unix_path = _sockaddr_columns(found[1])
+    row["family"] = family
+    if row["action"] == "bind":
+        row["local_address"] = ip
+        row["local_port"] = port
+    else:
+        row["remote_address"] = ip
+        row["remote_port"] = port
+    row["socket"] = unix_path
+    row["pid"] = int(pid)
+    row["fd"] = str(int(a0, 16))
+    return _with_times(row, event, boot_time)
+
+
+@functools.lru_cache(maxsize=1024)
+def _socket_template(
+    arch: bytes, nr: bytes, success: bytes, exit_text: bytes, task_part: bytes
+) -> dict | None:
+    """The socket_events row of a plain event but its per-event columns (pid, fd, the
+    address, times: left empty); None when the fast path does not apply."""
+    task = _task_of_bytes(task_part)
+    if task.repeats_head:
+        return None
+    name, _audit_arch = _call_of(arch, nr)
+    action = _FAST_ACTIONS.get(name)
+    if action is None:
+        return None
     return _socket_columns(
-        event,
-        boot_time,
+        _TEMPLATE_EVENT,
+        0.0,
         action,
-        head.name,
-        head.pid,
-        int(head.a0, 16),
-        head.task,
-        _sockaddr_columns(found.group(1)),
-        head.success,
-        head.exit_code,
+        name,
+        None,
+        None,
+        task,
+        _NO_ADDRESS,
+        success == b"yes",
+        int(exit_text),
     )
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from osquery_audit_ext.events.journal import (
     FLUSH_POLICIES,
+    FrameEncoder,
     RingJournal,
     decode_entries,
     encode_entries,
@@ -50,10 +51,18 @@ def test_entries_round_trip(entries):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(entry_lists(), max_size=5), st.booleans(), st.integers(0, 10**6), st.binary(max_size=8)
+    st.lists(entry_lists(), max_size=5),
+    st.sampled_from(["plain", "zlib", "stream"]),
+    st.integers(0, 10**6),
+    st.binary(max_size=8),
 )
-def test_any_cut_or_damage_keeps_a_prefix_of_whole_frames(batches, compress, cut, junk):
-    frames = [encode_frame(b, compress) for b in batches]
+def test_any_cut_or_damage_keeps_a_prefix_of_whole_frames(batches, kind, cut, junk):
+    """Frames standing alone (plain, zlib) or pieces of one segment's zlib stream."""
+    if kind == "stream":
+        encoder = FrameEncoder(compress=True)
+        frames = [encoder.frame(b) for b in batches]
+    else:
+        frames = [encode_frame(b, kind == "zlib") for b in batches]
     data = b"".join(frames)
     scan = scan_frames(data)
     assert scan.bad_frames == 0 and scan.entries == [e for b in batches for e in b]

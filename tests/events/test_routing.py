@@ -11,7 +11,8 @@ from helpers.goldens import events_of, read_log
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from osquery_audit_ext.audit.consts import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX
+from osquery_audit_ext.audit.consts import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AUDIT_SYSCALL
+from osquery_audit_ext.events.blocks import BLOCK_ITEMS, Block, is_block_item
 from osquery_audit_ext.events.coalesce import Event
 from osquery_audit_ext.events.ring import EventRing
 from osquery_audit_ext.events.routing import (
@@ -152,17 +153,50 @@ def test_the_ring_rebuilds_the_row_the_event_gives(event: Event) -> None:
     assert (eid, when, stored_pid) == (1, want["time"], want["pid"]) == (1, event.sec, pid)
 
 
-def test_process_items_are_compressed_and_socket_items_kept_as_sent() -> None:
+def test_items_are_kept_in_blocks_sealed_when_full_and_rebuild_every_row() -> None:
+    """More events than a block holds: the first blocks sealed (one zlib blob, the payloads
+    dropped), the last open; every item rebuilds its event's payloads and row exactly."""
+    events = [e for e in golden_events() if e.types and e.types[0] == AUDIT_SYSCALL]
+    r = router()
+    routed = []
+    while len(routed) < 2 * BLOCK_ITEMS + 5:  # the goldens again and again
+        r.route(events)
+        routed += [e for e in events if r.classify(e) is not None]
+    for table, ring in r.rings().items():
+        entries = ring.query()
+        built = [r.builder(table)(item) for *_, item in entries]
+        blocks = list(dict.fromkeys(item[0] for *_, item in entries))
+        assert all(is_block_item(item) for *_, item in entries)
+        assert all(isinstance(b, Block) for b in blocks)
+        wanted = [e for e in routed if r.classify(e)[0] == table][-len(entries) :]
+        build = process_row if table == PROCESS_EVENTS else socket_row
+        assert built == [build(e, BOOT) for e in wanted]
+        assert [stored_event(item).payloads for *_, item in entries] == [e.payloads for e in wanted]
+        sealed = [b for b in blocks if b.open is None]
+        assert sealed and all(isinstance(b.blob, bytes) for b in sealed)
+        assert blocks[-1].open is not None or len(entries) % BLOCK_ITEMS == 0
+
+
+def test_items_of_earlier_versions_read_back_into_blocks() -> None:
+    """The durable ring's items (a payload tuple, or one zlib blob as earlier versions kept
+    process events) go into blocks on restore and give the same rows."""
     r = router()
     events = golden_events()
     r.route(events)
-    (_, _, _, process_item), *_ = r.process_ring.query()
-    (_, _, _, socket_item), *_ = r.socket_ring.query()
-    assert isinstance(process_item[1], bytes)
-    assert isinstance(socket_item[1], tuple)
-    rebuilt = stored_event(process_item)
-    original = next(e for e in events if r.classify(e) and r.classify(e)[0] == PROCESS_EVENTS)
-    assert rebuilt.payloads == original.payloads and rebuilt.types == original.types
+    for table, ring in r.rings().items():
+        entries = ring.query()
+        build = r.builder(table)
+        want = [build(item) for *_, item in entries]
+        old = []
+        for number, (eid, when, pid, item) in enumerate(entries):
+            event = stored_event(item)
+            kept = pack_payloads(event.payloads) if number % 2 else tuple(event.payloads)
+            old.append((eid, when, pid, (event.types, kept)))
+        fresh = router()
+        restored = list(fresh.ring_items(table, old))
+        assert [e[:3] for e in restored] == [e[:3] for e in entries]
+        assert all(is_block_item(item) for *_, item in restored)
+        assert [fresh.builder(table)(item) for *_, item in restored] == want
 
 
 @pytest.mark.parametrize("nr", [42, 49, 43])  # connect, bind, accept

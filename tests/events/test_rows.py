@@ -542,6 +542,14 @@ def test_fast_exec_rows_equal_the_careful_ones(
         "argc=2 a0=6C73 a1=(null)",
         'argc=3 a0="ls" a2="x" a1="y"',  # out of order: the careful way
         'argc=1 a0="ls" a0="ls"',
+        'argc=02 a0="ls" a1="-l"',  # argc not as the kernel prints it
+        'argc=2 a0="ls" a1="-l" ',  # a trailing space
+        'argc=2  a0="ls" a1="-l"',
+        'argc=2 a0="ls"a1="-l"',
+        'argc=1 a0="l s"',
+        'argc=1 a0="ls" x',
+        "argc=0",
+        'argc=0 a0="ls"',
     ],
 )
 def test_fast_exec_rows_on_odd_execve_records(execve: str) -> None:
