@@ -8,6 +8,7 @@ copy its payload out.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
 import os
@@ -106,7 +107,12 @@ class BatchReceiver:
         self._senders = (
             memoryview(self._names).cast("B").cast("I")[_SockAddrNl.pid.offset // 4 :: name_stride]
         )
-        self._namelen = ctypes.sizeof(_SockAddrNl)
+        # Each call's namelens are reset with one strided copy, not a ctypes field per datagram.
+        self._namelens = header_u32[(_MMsgHdr.hdr.offset + _MsgHdr.namelen.offset) // 4 :: stride]
+        self._namelen_fill = memoryview(array.array("I", [ctypes.sizeof(_SockAddrNl)] * BATCH))
+        # Whether the last call took fewer than BATCH datagrams: then the queue was most likely
+        # emptied, and the caller polls before the next call rather than making it to see EAGAIN.
+        self.short = False
 
     def receive(self) -> list[tuple[int, bytes]] | None:
         """The records (type, payload) of the datagrams waiting, kernel-sent and seq 0 only;
@@ -119,6 +125,7 @@ class BatchReceiver:
                 break
             code = ctypes.get_errno()
             if code in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.short = True
                 return None
             if code == errno.ENOBUFS:
                 self.enobufs += 1
@@ -126,8 +133,9 @@ class BatchReceiver:
             if code == errno.EINTR:
                 continue
             raise OSError(code, os.strerror(code))
-        for i in range(got):  # the kernel wrote the sender's address length: reset it
-            headers[i].hdr.namelen = self._namelen
+        self.short = got < BATCH
+        # The kernel wrote the senders' address lengths: reset them.
+        self._namelens[:got] = self._namelen_fill[:got]
         lengths = self._lengths[:got].tolist()
         senders = self._senders[:got].tolist()
         seqs = self._seqs[:got].tolist()

@@ -301,8 +301,15 @@ class AuditNetlink:
         sock = self._socket()
         batched = limit >= mmsg.BATCH and self._netlink and mmsg.available()
         deadline = None
+        # A short last batch emptied the queue: poll first (it returns at once if more came)
+        # rather than spend a recvmmsg call on EAGAIN, once per wake-up of a trickle.
+        poll_first = batched and self._batches is not None and self._batches.short
         while True:
-            got = self._read_batch(sock) if batched else self._read_waiting(sock, limit)
+            if poll_first:
+                poll_first = False
+                got = None
+            else:
+                got = self._read_batch(sock) if batched else self._read_waiting(sock, limit)
             if got:
                 return got
             if got is not None:
