@@ -282,6 +282,14 @@ class EventRouter:
                 journal.prune(ring.first_eid)
 
     def ring_of(self, table: str) -> EventRing:
+        """rings()[table], without building that dict (once per batch and journal)."""
+        ring = self.other_rings.get(table)
+        if ring is not None:
+            return ring
+        if table == PROCESS_EVENTS:
+            return self.process_ring
+        if table == SOCKET_EVENTS:
+            return self.socket_ring
         return self.rings()[table]
 
     def _route_other(
