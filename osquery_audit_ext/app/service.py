@@ -82,6 +82,7 @@ class AuditService:
             file_paths=FilePaths(settings.file_paths),
             fim_accesses=settings.events.fim_accesses,
         )
+        self._routed_rings = self.router.rings()  # fixed from here on; read once per batch
         self.reader: AuditReader | None = None
         self._desired = encode_rule_texts(desired_rule_texts(settings))
         # What to put back on exit (settings we changed, rules we added), mirrored on disk.
@@ -102,7 +103,7 @@ class AuditService:
     def route_events(self, events: list[Event]) -> None:
         """Reader-thread sink: each completed event becomes at most one ring entry."""
         try:
-            self.eids.reserve(self.router.rings(), len(events))  # eids only below a saved mark
+            self.eids.reserve(self._routed_rings, len(events))  # eids only below a saved mark
         except StateError as exc:  # keep the events; the reservation is retried next batch
             log.error("cannot reserve eids: %s", exc)
         self.router.route(events)
@@ -125,7 +126,7 @@ class AuditService:
             raise
         try:
             self.open_durable_ring()  # before the reader: restored entries come first
-            self.eids.reserve(self.router.rings())
+            self.eids.reserve(self._routed_rings)
             self.serials.load()
             with AuditControl() as control:
                 self._apply_control(control)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from osquery_audit_ext.app.settings import CONFIG_ENV, Settings, load_settings, settings_from_dict
 from osquery_audit_ext.errors import ConfigError
+from osquery_audit_ext.sdk._toml import toml
 
 CONTRACT = """
 mode = "auto"
@@ -126,3 +130,19 @@ def test_control_keys_come_from_the_audit_settings():
         "backlog_limit",
         "backlog_wait_time",
     )
+
+
+def test_readme_config_block_names_every_setting():
+    """The README's example config documents every key the settings accept."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Configuration") :]
+    block = section[
+        section.index("```toml\n") + 8 : section.index("```\n", section.index("```toml"))
+    ]
+    data = toml.loads(block)
+    top = {f.name for f in dataclasses.fields(Settings)} - {"source"}
+    assert set(data) == top
+    for name in ("events", "ring", "reader", "state"):
+        expected = {f.name for f in dataclasses.fields(getattr(Settings(), name))}
+        assert set(data[name]) == expected, name
+    settings_from_dict(data)  # and it is a valid config
