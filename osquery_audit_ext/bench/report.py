@@ -442,10 +442,10 @@ def _e2e_note(f: TableFigures, what: str) -> str:
     """Why an end-to-end query misses: how much of it building the rows alone takes."""
     if what == "count(*)":
         return "count(*) sends empty rows: the time is the ring scan and SQLite's loop"
-    share = f"building the rows alone takes {f.generate_full_ms:,.0f} ms of it"
-    if what == "one column":
-        return share + " (every row is still parsed to give one column)"
-    return share + "; the rest is casting and reading back every cell in Python, core side"
+    split = (f.e2e_cpu or {}).get(what)
+    if not split:
+        return f"building the rows alone takes {f.generate_full_ms:,.0f} ms in-process"
+    return "CPU " + ", ".join(f"{who} {seconds * 1000:,.0f} ms" for who, seconds in split.items())
 
 
 def all_targets(
@@ -642,6 +642,18 @@ def ring_section(ring: Sequence[TableFigures], runs: Sequence[RunResult]) -> str
         " flush=data: wall time with one fdatasync per batch (64 records, as one recvmmsg)\n"
     )
     text += format_table(header, rows) if rows else "  (not measured)"
+    split = [
+        [f.table, what, *(round(seconds * 1000) for seconds in cpu.values())]
+        for f in ring
+        for what, cpu in (f.e2e_cpu or {}).items()
+    ]
+    if split:
+        text += (
+            "\n\nEnd to end, where the CPU went (the best run of each query; ms of CPU in each"
+            " process: the extension builds and encodes the rows, the core decodes them and runs"
+            " SQLite over them, the client decodes the answer)\n"
+        )
+        text += format_table(["table", "query", "extension ms", "core ms", "client ms"], split)
     queries = [r.queries for r in runs if r.queries is not None]
     if queries:
         q_rows = [

@@ -21,8 +21,10 @@ complete), and the bytes on disk per event.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +47,6 @@ from ..audit.consts import (
 from ..audit.mmsg import BATCH
 from ..core.manager import CoreError, EmbeddedCore
 from ..events.coalesce import Coalescer
-from ..sdk.client import QueryError, query
 from ..sdk.plugin import EQUALS, Constraint, ConstraintList, QueryContext
 from . import BenchError
 from .extension_run import BENCH_KEY, bench_settings
@@ -227,6 +228,8 @@ class TableFigures:
     e2e_column_ms: float | None = None
     e2e_count_ms: float | None = None
     e2e_error: str | None = None
+    # CPU seconds of the extension, the core and the client in each query's best run.
+    e2e_cpu: dict[str, dict[str, float]] | None = None
     durable_us_per_event: float | None = None  # CPU, the same with the durable ring (flush none)
     durable_async_us_per_event: float | None = None  # CPU, flush = incremental_async
     durable_data_wall_us: float | None = None  # wall time per event with flush = data
@@ -423,6 +426,7 @@ RING_EXTENSION = "oae_bench_rings"  # ring_extension's name
 E2E_COLUMN = "path"  # the one-column query: a column both tables build from the records
 E2E_TABLES = ("process_events", "socket_events")  # the tables ring_extension serves
 E2E_REGISTER_TIMEOUT = 900.0  # the extension fills its rings before registering
+E2E_QUERY_TIMEOUT = 600.0  # one query from the client process
 
 
 def end_to_end(
@@ -459,31 +463,92 @@ def end_to_end(
         runs = max(1, min(repeat, 2))
         for f in figures:
             progress(f"end to end: SELECT *, one column, count(*) over {f.table} (best of {runs})")
-            statements = (
-                f"SELECT * FROM {f.table}",
-                f"SELECT {E2E_COLUMN} FROM {f.table}",
-                f"SELECT count(*) AS n FROM {f.table}",
-            )
+            statements = {
+                "SELECT *": f"SELECT * FROM {f.table}",
+                "one column": f"SELECT {E2E_COLUMN} FROM {f.table}",
+                "count(*)": f"SELECT count(*) AS n FROM {f.table}",
+            }
             try:
-                timed = [
-                    best_of(runs, lambda sql=sql: len(query(core.socket_path, sql).rows))
-                    for sql in statements
-                ]
-            except QueryError as exc:
+                timed = {
+                    what: best_client_run(runs, core.socket_path, sql, process.pid, env)
+                    for what, sql in statements.items()
+                }
+            except BenchError as exc:
                 f.e2e_error = str(exc)
                 continue
-            (star, star_rows), (column, column_rows), (count, _) = timed
-            counted = int(query(core.socket_path, statements[2]).rows[0]["n"])
-            if not star_rows == column_rows == counted == f.events:
+            star, column, count = timed.values()
+            counted = int(count.first.get("n", -1))
+            if not star.rows == column.rows == counted == f.events:
                 f.e2e_error = (
-                    f"rows: SELECT * {star_rows}, one column {column_rows}, count(*) {counted},"
+                    f"rows: SELECT * {star.rows}, one column {column.rows}, count(*) {counted},"
                     f" ring {f.events}"
                 )
             f.e2e_star_ms, f.e2e_column_ms, f.e2e_count_ms = (
-                star * 1000,
-                column * 1000,
-                count * 1000,
+                star.wall * 1000,
+                column.wall * 1000,
+                count.wall * 1000,
             )
+            f.e2e_cpu = {what: run.cpu_split() for what, run in timed.items()}
+
+
+@dataclass
+class ClientRun:
+    """One query from a client process: its wall time, and the CPU each process spent."""
+
+    wall: float
+    rows: int
+    first: dict[str, str]
+    client_cpu: float
+    core_cpu: float  # this process: the embedded core's threads
+    extension_cpu: float
+
+    def cpu_split(self) -> dict[str, float]:
+        return {
+            "extension": round(self.extension_cpu, 3),
+            "core": round(self.core_cpu, 3),
+            "client": round(self.client_cpu, 3),
+        }
+
+
+def client_run(socket_path: str, sql: str, extension_pid: int, env: dict[str, str]) -> ClientRun:
+    """`sql` from a client process of its own (query_client), the CPU of all three taken."""
+    extension_before, core_before = sample(extension_pid), sample()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "osquery_audit_ext.bench.query_client", socket_path, sql],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=E2E_QUERY_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{sql}: no answer in {E2E_QUERY_TIMEOUT:.0f} s") from None
+    extension_cpu = (sample(extension_pid) - extension_before).cpu_seconds
+    core_cpu = (sample() - core_before).cpu_seconds
+    try:
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        problem = done.stderr.strip() or done.stdout.strip()
+        raise BenchError(f"query client failed: {problem}") from None
+    if "error" in answer:
+        raise BenchError(f"{sql}: {answer['error']}")
+    return ClientRun(
+        answer["wall"],
+        answer["rows"],
+        answer["first"],
+        answer["cpu"],
+        core_cpu,
+        extension_cpu,
+    )
+
+
+def best_client_run(
+    runs: int, socket_path: str, sql: str, extension_pid: int, env: dict[str, str]
+) -> ClientRun:
+    """The fastest of `runs` client runs of `sql`."""
+    found = [client_run(socket_path, sql, extension_pid, env) for _ in range(runs)]
+    return min(found, key=lambda run: run.wall)
 
 
 def figures_dict(figures: list[TableFigures]) -> list[dict[str, object]]:

@@ -33,6 +33,7 @@ from osquery_audit_ext.bench.report import (
     format_table,
     json_text,
     loss_figures,
+    ring_section,
     summary_line,
 )
 from osquery_audit_ext.bench.ringbench import (
@@ -310,6 +311,14 @@ def test_ring_bench_small(tmp_path):
             # End to end through a real extension process: every row came back.
             assert f.e2e_error is None
             assert f.e2e_star_ms and f.e2e_column_ms and f.e2e_count_ms
+            # Each query came from a client process of its own; all three spent CPU on it.
+            assert f.e2e_cpu is not None
+            assert set(f.e2e_cpu) == {"SELECT *", "one column", "count(*)"}
+            star = f.e2e_cpu["SELECT *"]
+            assert set(star) == {"extension", "core", "client"}
+            # /proc counts CPU in clock ticks (10 ms): 300 rows may cost the core or the
+            # extension none; the client's own process_time is finer.
+            assert star["client"] > 0 and star["core"] >= 0 and star["extension"] >= 0
         else:
             assert f.e2e_star_ms is None and f.e2e_error is None
         assert f.durable_us_per_event and f.durable_us_per_event > 0
@@ -317,6 +326,12 @@ def test_ring_bench_small(tmp_path):
         assert f.durable_data_wall_us and f.durable_data_wall_us > 0
         assert f.disk_bytes_per_event and 10 < f.disk_bytes_per_event < 4000
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("durable-")]
+    # The printed report shows the CPU split of every end-to-end query.
+    text = ring_section(figures, [])
+    split = text[text.index("where the CPU went") :]
+    for table in E2E_TABLES:
+        for what in ("SELECT *", "one column", "count(*)"):
+            assert any(table in line and what in line for line in split.splitlines())
 
 
 # -- waiting --------------------------------------------------------------------------------
