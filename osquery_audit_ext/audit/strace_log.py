@@ -326,8 +326,9 @@ class _Reader:
         elif call.name == "fchdir" and call.args:
             process.cwd = fd_path(call.args[0]) or process.cwd
         elif call.name in EXECS and call.args:
-            path_arg = call.args[1] if call.name == "execveat" else call.args[0]
-            target = decode_string(path_arg)
+            # execveat(dirfd, path, ...): a line cut short may lack the path.
+            at = 1 if call.name == "execveat" else 0
+            target = decode_string(call.args[at]) if len(call.args) > at else None
             if target is not None:
                 process.exe = self.absolute(process, target)
             process.abi = None  # the new program's ABI shows in its next calls

@@ -121,3 +121,16 @@ def test_split_args_keeps_quoted_strings_whole(texts: list[str]) -> None:
     printable = ["".join(c for c in t if c.isprintable() and ord(c) < 128) for t in texts]
     args = split_args(", ".join(quote(t) for t in printable))
     assert [decode_string(a) for a in args] == printable
+
+
+def test_an_execveat_line_without_its_path_keeps_the_program() -> None:
+    # Found by hypothesis: a succeeded execveat whose arguments were cut to the dirfd.
+    log = read(
+        """
+100 1700000000.500000 [  59] execve("/usr/bin/prog", ["prog"], 0x7ffd /* 3 vars */) = 0
+100 1700000000.600000 [ 322] execveat(3) = 0
+100 1700000000.700000 [ 322] execveat(3, "/usr/bin/next", [], NULL, 0) = 0
+"""
+    )
+    assert [c.name for c in log.calls] == ["execve", "execveat", "execveat"]
+    assert [c.exe for c in log.calls] == ["/usr/bin/prog", "/usr/bin/prog", "/usr/bin/next"]
