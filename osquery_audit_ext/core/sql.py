@@ -41,6 +41,7 @@ from ..sdk.columns import (
     TEXT,
     UNSIGNED_BIGINT,
 )
+from ..sdk.gcpause import gc_paused
 from ..sdk.osquery_thrift.ttypes import ExtensionResponse
 from ..sdk.plugin import (
     EQUALS,
@@ -51,6 +52,7 @@ from ..sdk.plugin import (
 )
 from ..sdk.result import QueryResult, Scan, ScannedResult
 from ..sdk.values import (
+    PLAIN_KINDS,
     column_text,
     column_type,
     convert_column,
@@ -381,9 +383,46 @@ def _converted(
     definition: TableDef, rows: list[dict[str, str]], used: Sequence[str] | None
 ) -> Iterator[tuple[object, ...]]:
     """Each row as a tuple in column order, every used column (all when None) cast by its
-    type (values.column_value); columns the query does not use stay None. The last item is
-    the row's position (SQLite asks Rowid() for the rowid, never Column(-1))."""
+    type (values.column_value); columns the query does not use stay None.
+
+    Rows that hold every used key (what an extension sends) are gathered row-major by one
+    C call each (itemgetter) and converted a column at a time on strided slices of one flat
+    list: walking 100k dicts once is ~7x cheaper than once per column. Any other row (a key
+    missing) sends the whole batch down _careful_rows."""
+    if not rows:
+        return iter(())
+    columns = definition.columns
+    keys = [column.alias_of or column.name for column in columns]
     wanted = None if used is None else set(used)
+    positions = [i for i, key in enumerate(keys) if wanted is None or key in wanted]
+    if not positions:  # e.g. count(*): SQLite reads no column
+        return itertools.repeat((None,) * len(columns), len(rows))
+    width = len(positions)
+    getter = itemgetter(*(keys[i] for i in positions))
+    try:
+        gathered = map(getter, rows)
+        flat = list(itertools.chain.from_iterable(gathered) if width > 1 else gathered)
+    except (KeyError, TypeError):
+        return _careful_rows(definition, rows, wanted)
+    for slot, i in enumerate(positions):
+        ctype = columns[i].type
+        if ctype not in _AS_IS:
+            flat[slot::width] = convert_column(ctype, flat[slot::width])
+    if width == len(columns):
+        return zip(*[iter(flat)] * width)  # consecutive runs of `width` cells: the rows
+    table: list[Iterable[object]] = [itertools.repeat(None)] * len(columns)
+    for slot, i in enumerate(positions):
+        table[i] = flat[slot::width]
+    return zip(*table)
+
+
+_AS_IS = frozenset({TEXT, BLOB})
+
+
+def _careful_rows(
+    definition: TableDef, rows: list[dict[str, str]], wanted: set[str] | None
+) -> Iterator[tuple[object, ...]]:
+    """_converted by one .get per cell: a missing key is NULL."""
     columns: list[Iterable[object]] = []
     for column in definition.columns:
         key = column.alias_of or column.name
@@ -391,8 +430,7 @@ def _converted(
             columns.append(itertools.repeat(None))
             continue
         columns.append(convert_column(column.type, list(map(methodcaller("get", key), rows))))
-    columns.append(range(len(rows)))
-    return zip(*columns) if rows else iter(())
+    return itertools.islice(zip(*columns), len(rows))
 
 
 class _Module:
@@ -467,7 +505,8 @@ class SQLEngine:
                 return True
 
             cursor.exec_trace = remember_columns
-            rows = _result_rows(list(cursor.execute(sql)), names, self.nullvalue)
+            with gc_paused():  # 100k-row results: millions of objects, no cycles
+                rows = _result_rows(list(cursor.execute(sql)), names, self.nullvalue)
             return ScannedResult(QueryResult(rows, names[0] if names else []), tuple(scans))
         except SQLError:
             raise
@@ -526,14 +565,24 @@ def _result_rows(
 def _statement_rows(
     rows: list[tuple[object, ...]], columns: list[str], nullvalue: str
 ) -> list[dict[str, str]]:
+    """One statement's rows as {column: text}. Values that are all str, int or None (the
+    common result) are converted in one C pass over a flat row-major list; otherwise a
+    column at a time, so only the columns holding floats or blobs pay a call per value."""
     if not rows:
         return []
 
     def as_text(value: object) -> str:
         return result_text(value, nullvalue)
 
-    converted = [column_text(values, nullvalue, as_text) for values in zip(*rows)]
-    return list(map(dict, map(zip, itertools.repeat(columns), zip(*converted))))
+    width = len(rows[0])
+    flat = list(itertools.chain.from_iterable(rows))
+    kinds = set(map(type, flat))
+    if kinds <= PLAIN_KINDS and len(flat) == width * len(rows):
+        texts = column_text(flat, nullvalue, as_text, kinds)
+        table: Iterable[tuple[str, ...]] = zip(*[iter(texts)] * width)
+    else:
+        table = zip(*(column_text(values, nullvalue, as_text) for values in zip(*rows)))
+    return list(map(dict, map(zip, itertools.repeat(columns), table)))
 
 
 def _quote(identifier: str) -> str:

@@ -8,9 +8,11 @@ go through a C `int`. Query results go back out as strings (osquery's castVarian
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Callable
 
 from .columns import BIGINT, BLOB, COLUMN_TYPES, DOUBLE, INTEGER, TEXT, UNKNOWN, UNSIGNED_BIGINT
@@ -128,27 +130,29 @@ def column_converter(ctype: str) -> Callable[[str | None], int | float | str | N
     return _CONVERTERS.get(ctype, _unknown)
 
 
-# A whole column of plain decimals that int() reads exactly as strtoll does (no sign but
-# '-', no leading zero, no space, inside int64; inside int32 for INTEGER columns).
+# A whole column of plain decimals, joined by ",", that int() (and JSON) read exactly as
+# strtoll does: no sign but '-', no leading zero, no space, inside int64 (int32 for INTEGER).
 _PLAIN_INTEGERS = {
-    BIGINT: re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\n-?(?:0|[1-9][0-9]{0,17}))*"),
-    INTEGER: re.compile(r"-?(?:0|[1-9][0-9]{0,8})(?:\n-?(?:0|[1-9][0-9]{0,8}))*"),
+    BIGINT: re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:,-?(?:0|[1-9][0-9]{0,17}))*"),
+    INTEGER: re.compile(r"-?(?:0|[1-9][0-9]{0,8})(?:,-?(?:0|[1-9][0-9]{0,8}))*"),
 }
 _PLAIN_INTEGERS[UNSIGNED_BIGINT] = _PLAIN_INTEGERS[BIGINT]
+_JSON_LIST = json.JSONDecoder().decode
 
 
 def convert_column(ctype: str, texts: list[str | None]) -> list[int | float | str | None]:
-    """[column_value(ctype, t) for t in texts], by C loops when every value is plain."""
+    """[column_value(ctype, t) for t in texts], by C loops when every value is plain: such a
+    column, joined by ",", is a JSON list of exactly those integers (one C parse, ~2x map(int))."""
     if ctype in (TEXT, BLOB):
         return texts  # type: ignore[return-value]
     if not any(texts):  # every value "" or missing: NULL in any column but TEXT/BLOB
         return [None] * len(texts)
     plain = _PLAIN_INTEGERS.get(ctype)
     if plain is not None and None not in texts:
-        joined = "\n".join(texts)  # type: ignore[arg-type]
-        # One line per value (no value holds a newline), each one plain.
-        if joined.count("\n") == len(texts) - 1 and plain.fullmatch(joined):
-            return list(map(int, texts))  # type: ignore[arg-type]
+        joined = ",".join(texts)  # type: ignore[arg-type]
+        # One item per value (no value holds a comma), each one plain.
+        if joined.count(",") == len(texts) - 1 and plain.fullmatch(joined):
+            return _JSON_LIST("[" + joined + "]")  # type: ignore[no-any-return]
     convert = column_converter(ctype)
     return [convert(t) for t in texts]
 
@@ -181,27 +185,30 @@ def result_text(value: object, nullvalue: str = "") -> str:
 
 
 _TEXT_KIND = frozenset({str})
-_INT_KIND = frozenset({int})
 _TEXT_OR_NONE = frozenset({str, type(None)})
-_INT_OR_NONE = frozenset({int, type(None)})
+PLAIN_KINDS = frozenset({str, int, type(None)})
+"""Value types column_text turns to text without a Python call per value."""
 
 
 def column_text(
-    values: Sequence[object], null: str, fallback: Callable[[object], str]
+    values: Sequence[object],
+    null: str,
+    fallback: Callable[[object], str],
+    kinds: AbstractSet[type] | None = None,
 ) -> Sequence[str]:
-    """[fallback(v) for v in values] for one column, where fallback gives str(v) for an int
-    and `null` for None: the common columns (all text, all ints, either with None) go
-    without a call per value."""
-    kinds = set(map(type, values))
+    """[fallback(v) for v in values], where fallback gives str(v) for an int and `null` for
+    None: values that are all str, int or None (`kinds`, when the caller already has
+    set(map(type, values))) go by C loops: dict.get(v, str(v)) on {None: null} is `null`
+    for None and str(v) for anything else (str(s) is s itself)."""
+    if kinds is None:
+        kinds = set(map(type, values))
     if kinds <= _TEXT_KIND:
         return values  # type: ignore[return-value]
-    if kinds <= _INT_KIND:
-        return tuple(map(str, values))
     if kinds <= _TEXT_OR_NONE:
-        return tuple(null if v is None else v for v in values)  # type: ignore[misc]
-    if kinds <= _INT_OR_NONE:
-        return tuple(null if v is None else str(v) for v in values)
-    return tuple(map(fallback, values))
+        return list(map({None: null}.get, values, values))  # type: ignore[arg-type]
+    if kinds <= PLAIN_KINDS:
+        return list(map({None: null}.get, values, map(str, values)))  # type: ignore[arg-type]
+    return list(map(fallback, values))
 
 
 _JSON_ESCAPES = {
