@@ -16,9 +16,11 @@ errors carrying the plugin's message.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
+import operator
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -296,24 +298,23 @@ class _VirtualTable:
         self._write(request)
 
 
-_NO_ROW: tuple[object, ...] = ()
-
-
 class _Cursor:
-    """Rows of one generate call, converted to SQLite values a whole column at a time.
+    """Rows of one generate call, converted to SQLite values before SQLite reads them.
 
-    SQLite asks for every cell through Column(): to spare a Python call per cell, Column is
-    the current row tuple's own __getitem__ (a C function), rebound by Next(); Eof is
-    likewise a bound C method of True or False.
+    SQLite calls Next and Eof once a row and Column once a cell; all three are C callables
+    here, never a Python frame. `_current` is one list holding the row SQLite is on: Column
+    is its __getitem__; Next is next() on a map that copies the next row tuple into it
+    (list slice assignment); Eof is `not _current`, as the rows end with an empty tuple.
+    Each row tuple ends with the row's position, for Rowid.
     """
 
     def __init__(self, table: _VirtualTable) -> None:
         self.table = table
         self.raw: list[dict[str, str]] = []
-        self.position = 0
-        self._next: Callable[[], tuple[object, ...]] = iter(()).__next__
-        self.Column: Callable[[int], object] = _NO_ROW.__getitem__
-        self.Eof: Callable[[], bool] = True.__bool__
+        self._current: list[object] = []
+        self.Column: Callable[[int], object] = self._current.__getitem__
+        self.Eof: Callable[[], bool] = functools.partial(operator.not_, self._current)
+        self.Next: Callable[[], object] = functools.partial(next, iter(()), None)
 
     def Filter(
         self, indexnum: int, indexname: str | None, constraintargs: Sequence[object]
@@ -348,42 +349,36 @@ class _Cursor:
         if response.status is None or response.status.code != 0:
             raise SQLError(response.status.message if response.status else "no status")
         self.raw = list(response.response or [])
-        self.position = 0
         used = plan.cols_used if indexnum in table.plans else None
-        self._next = iter(_converted(definition, self.raw, used)).__next__
-        self.Eof = False.__bool__
+        rows = itertools.chain(_converted(definition, self.raw, used), [()])
+        loads = map(self._current.__setitem__, itertools.repeat(slice(None)), rows)
+        self.Next = functools.partial(next, loads, None)
         self.Next()
-        self.position = 0
 
     def Rowid(self) -> int:
-        if self.position >= len(self.raw):
-            return self.position
-        text = self.raw[self.position].get("rowid")
+        position = self._current[-1] if self._current else len(self.raw)
+        if position >= len(self.raw):
+            return position  # type: ignore[return-value]
+        text = self.raw[position].get("rowid")  # type: ignore[index]
         if text is None:
-            return self.position
+            return position  # type: ignore[return-value]
         rowid = parse_rowid(text)
         if rowid is None:
             raise SQLError(f"table {self.table.definition.name}: invalid rowid {text!r}")
         return rowid
 
-    def Next(self) -> None:
-        self.position += 1
-        try:
-            self.Column = self._next().__getitem__
-        except StopIteration:
-            self.Column = _NO_ROW.__getitem__
-            self.Eof = True.__bool__
-
     def Close(self) -> None:
         self.raw = []
-        self._next = iter(()).__next__
+        self._current.clear()
+        self.Next = functools.partial(next, iter(()), None)
 
 
 def _converted(
     definition: TableDef, rows: list[dict[str, str]], used: Sequence[str] | None
 ) -> Iterator[tuple[object, ...]]:
     """Each row as a tuple in column order, every used column (all when None) cast by its
-    type (values.column_value); columns the query does not use stay None.
+    type (values.column_value); columns the query does not use stay None. The last item is
+    the row's position (for Rowid; SQLite never asks Column(-1)).
 
     Rows that hold every used key (what an extension sends) are gathered row-major by one
     C call each (itemgetter) and converted a column at a time on strided slices of one flat
@@ -396,7 +391,7 @@ def _converted(
     wanted = None if used is None else set(used)
     positions = [i for i, key in enumerate(keys) if wanted is None or key in wanted]
     if not positions:  # e.g. count(*): SQLite reads no column
-        return itertools.repeat((None,) * len(columns), len(rows))
+        return zip(*[itertools.repeat(None)] * len(columns), range(len(rows)))
     width = len(positions)
     getter = itemgetter(*(keys[i] for i in positions))
     try:
@@ -408,12 +403,12 @@ def _converted(
         ctype = columns[i].type
         if ctype not in _AS_IS:
             flat[slot::width] = convert_column(ctype, flat[slot::width])
-    if width == len(columns):
-        return zip(*[iter(flat)] * width)  # consecutive runs of `width` cells: the rows
+    if width == len(columns):  # consecutive runs of `width` cells: the rows
+        return zip(*[iter(flat)] * width, range(len(rows)))
     table: list[Iterable[object]] = [itertools.repeat(None)] * len(columns)
     for slot, i in enumerate(positions):
         table[i] = flat[slot::width]
-    return zip(*table)
+    return zip(*table, range(len(rows)))
 
 
 _AS_IS = frozenset({TEXT, BLOB})
@@ -430,7 +425,7 @@ def _careful_rows(
             columns.append(itertools.repeat(None))
             continue
         columns.append(convert_column(column.type, list(map(methodcaller("get", key), rows))))
-    return itertools.islice(zip(*columns), len(rows))
+    return zip(*columns, range(len(rows)))
 
 
 class _Module:

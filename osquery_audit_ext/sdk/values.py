@@ -198,8 +198,9 @@ def column_text(
 ) -> Sequence[str]:
     """[fallback(v) for v in values], where fallback gives str(v) for an int and `null` for
     None: values that are all str, int or None (`kinds`, when the caller already has
-    set(map(type, values))) go by C loops: dict.get(v, str(v)) on {None: null} is `null`
-    for None and str(v) for anything else (str(s) is s itself)."""
+    set(map(type, values))) go by C loops: dict.get(v, format(v)) on {None: null} is `null`
+    for None and str(v) for an int or str (format(v) with no spec: the same text as str(v),
+    the str itself for a str, by a cheaper call than str())."""
     if kinds is None:
         kinds = set(map(type, values))
     if kinds <= _TEXT_KIND:
@@ -207,7 +208,7 @@ def column_text(
     if kinds <= _TEXT_OR_NONE:
         return list(map({None: null}.get, values, values))  # type: ignore[arg-type]
     if kinds <= PLAIN_KINDS:
-        return list(map({None: null}.get, values, map(str, values)))  # type: ignore[arg-type]
+        return list(map({None: null}.get, values, map(format, values)))  # type: ignore[arg-type]
     return list(map(fallback, values))
 
 
