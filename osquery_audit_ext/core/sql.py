@@ -319,6 +319,7 @@ class _Cursor:
     def Filter(
         self, indexnum: int, indexname: str | None, constraintargs: Sequence[object]
     ) -> None:
+        self.Close()  # a failed Filter leaves no row of an earlier one behind
         table = self.table
         definition = table.definition
         plan = table.plans.get(indexnum, _Plan())
@@ -378,7 +379,7 @@ def _converted(
 ) -> Iterator[tuple[object, ...]]:
     """Each row as a tuple in column order, every used column (all when None) cast by its
     type (values.column_value); columns the query does not use stay None. The last item is
-    the row's position (for Rowid; SQLite never asks Column(-1)).
+    the row's position (SQLite asks Rowid() for the rowid, never Column(-1)).
 
     Rows that hold every used key (what an extension sends) are gathered row-major by one
     C call each (itemgetter) and converted a column at a time on strided slices of one flat

@@ -416,3 +416,16 @@ _PLAIN_SQLITE_VALUES = st.one_of(
 def test_statement_rows_of_plain_values_equal_result_text_per_value(rows: list) -> None:
     got = sql_module._statement_rows(rows, ["a", "b", "a"], "")
     assert got == [{"a": result_text(c), "b": result_text(b)} for _a, b, c in rows]
+
+
+def test_rowid_is_the_rows_own_or_its_position():
+    """A row's "rowid" key (base 10) is its rowid, else its position; a bad one is an error."""
+    table = _RowsSource([{"a": "x", "b": "1", "rowid": "40"}, {"a": "y", "b": "2"}])
+    engine = SQLEngine(lambda: {"fixture": table})
+    got = engine.query("SELECT rowid AS r, a FROM fixture").rows
+    assert got == [{"r": "40", "a": "x"}, {"r": "1", "a": "y"}]
+    got = engine.query("SELECT count(*) AS n, max(rowid) AS m FROM fixture").rows
+    assert got == [{"n": "2", "m": "40"}]
+    table.rows = [{"a": "x", "b": "1", "rowid": "4x"}]
+    with pytest.raises(SQLError, match="invalid rowid '4x'"):
+        engine.query("SELECT rowid FROM fixture")
