@@ -148,8 +148,11 @@ def convert_column(ctype: str, texts: list[str | None]) -> list[int | float | st
     if not any(texts):  # every value "" or missing: NULL in any column but TEXT/BLOB
         return [None] * len(texts)
     plain = _PLAIN_INTEGERS.get(ctype)
-    if plain is not None and None not in texts:
-        joined = ",".join(texts)  # type: ignore[arg-type]
+    if plain is not None:
+        try:
+            joined = ",".join(texts)  # type: ignore[arg-type]
+        except TypeError:  # a None (a missing value): not every value is plain
+            joined = ""
         # One item per value (no value holds a comma), each one plain.
         if joined.count(",") == len(texts) - 1 and plain.fullmatch(joined):
             return _JSON_LIST("[" + joined + "]")  # type: ignore[no-any-return]
