@@ -62,7 +62,9 @@ class UnixSocket(TSocket.TSocket):
         try:
             self.handle.sendall(buff)
         except OSError as exc:
-            raise TTransport.TTransportException(message="unexpected exception", inner=exc) from None
+            raise TTransport.TTransportException(
+                message="unexpected exception", inner=exc
+            ) from None
 
 
 class ThriftConnectError(AuditExtError):
