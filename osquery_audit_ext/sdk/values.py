@@ -130,32 +130,55 @@ def column_converter(ctype: str) -> Callable[[str | None], int | float | str | N
     return _CONVERTERS.get(ctype, _unknown)
 
 
-# A whole column of plain decimals, joined by ",", that int() (and JSON) read exactly as
-# strtoll does: no sign but '-', no leading zero, no space, inside int64 (int32 for INTEGER).
-_PLAIN_INTEGERS = {
-    BIGINT: re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:,-?(?:0|[1-9][0-9]{0,17}))*"),
-    INTEGER: re.compile(r"-?(?:0|[1-9][0-9]{0,8})(?:,-?(?:0|[1-9][0-9]{0,8}))*"),
+# The range in which strtoll (then a C int for INTEGER) keeps a decimal's value.
+_PLAIN_RANGES = {
+    BIGINT: (INT64_MIN, INT64_MAX),
+    UNSIGNED_BIGINT: (INT64_MIN, INT64_MAX),
+    INTEGER: (-(2**31), 2**31 - 1),
 }
-_PLAIN_INTEGERS[UNSIGNED_BIGINT] = _PLAIN_INTEGERS[BIGINT]
 _JSON_LIST = json.JSONDecoder().decode
+_JSON_SPACE = (" ", "\t", "\n", "\r")
+_INT = frozenset({int})
+
+
+def _plain_integers(ctype: str, texts: list[str | None]) -> list[int] | None:
+    """The values of a column of plain decimals, or None if any value is not one.
+
+    Joined by ",", such a column is a JSON list, parsed in one C call (~2x map(int)). JSON
+    reads an integer exactly as int() and strtoll do (-?(0|[1-9][0-9]*): no '+', no leading
+    zero, ASCII digits). What else JSON would read is turned away: a value holding a comma
+    (the count), spaces (JSON skips them, strtoll does not take a trailing one), anything
+    that decodes to other than one int per value (floats, exponents, true, null, lists,
+    strings), and numbers outside the column's range."""
+    bounds = _PLAIN_RANGES.get(ctype)
+    if bounds is None:
+        return None
+    try:
+        joined = ",".join(texts)  # type: ignore[arg-type]
+    except TypeError:  # a None (a missing value)
+        return None
+    if joined.count(",") != len(texts) - 1 or any(c in joined for c in _JSON_SPACE):
+        return None
+    try:
+        values = _JSON_LIST("[" + joined + "]")
+    except (ValueError, RecursionError):
+        return None
+    if len(values) != len(texts) or set(map(type, values)) != _INT:
+        return None
+    low, high = bounds
+    return values if low <= min(values) and max(values) <= high else None  # type: ignore[no-any-return]
 
 
 def convert_column(ctype: str, texts: list[str | None]) -> list[int | float | str | None]:
-    """[column_value(ctype, t) for t in texts], by C loops when every value is plain: such a
-    column, joined by ",", is a JSON list of exactly those integers (one C parse, ~2x map(int))."""
+    """[column_value(ctype, t) for t in texts], by C loops when every value is a plain
+    decimal (_plain_integers)."""
     if ctype in (TEXT, BLOB):
         return texts  # type: ignore[return-value]
     if not any(texts):  # every value "" or missing: NULL in any column but TEXT/BLOB
         return [None] * len(texts)
-    plain = _PLAIN_INTEGERS.get(ctype)
-    if plain is not None:
-        try:
-            joined = ",".join(texts)  # type: ignore[arg-type]
-        except TypeError:  # a None (a missing value): not every value is plain
-            joined = ""
-        # One item per value (no value holds a comma), each one plain.
-        if joined.count(",") == len(texts) - 1 and plain.fullmatch(joined):
-            return _JSON_LIST("[" + joined + "]")  # type: ignore[no-any-return]
+    values = _plain_integers(ctype, texts)
+    if values is not None:
+        return values  # type: ignore[return-value]
     convert = column_converter(ctype)
     return [convert(t) for t in texts]
 

@@ -222,12 +222,20 @@ def test_convert_column_equals_column_value_per_value(ctype: str, texts: list) -
     assert convert_column(ctype, texts) == [column_value(ctype, t) for t in texts]
 
 
+_NOT_QUITE_PLAIN = [
+    *("1,2", "5 ", " 5", "\t5", "5\n", "5\r", "\v5", "5\f", "null", "true", "false"),
+    *("1e3", "1E3", "1.0", "0.0", "-", "--1", "00", "-0", "+1", "NaN", "Infinity"),
+    *("-Infinity", "[1]", "[", "]", "{}", '"5"', "[[1", "2]]", "٣", "0x1f", "010"),
+    *("2147483647", "2147483648", "-2147483648", "-2147483649"),
+    *("9223372036854775807", "9223372036854775808", "-9223372036854775808"),
+    *("-9223372036854775809", "18446744073709551615"),
+]
+
+
 @given(
     st.sampled_from(["BIGINT", "INTEGER", "UNSIGNED BIGINT"]),
     st.lists(
-        st.sampled_from(
-            ["1,2", "5 ", " 5", "\t5", "5\n", "null", "true", "1e3", "1.0", "-", "--1", "00", "-0"]
-        )
+        st.sampled_from(_NOT_QUITE_PLAIN)
         | st.integers(min_value=-(2**64), max_value=2**64).map(str),
         min_size=1,
     ),
@@ -235,6 +243,9 @@ def test_convert_column_equals_column_value_per_value(ctype: str, texts: list) -
 @example("BIGINT", ["1,2"])  # two numbers once joined: must not read as two
 @example("BIGINT", ["5", "7 "])  # JSON would skip the space; strtoll's whole-string rule does not
 @example("BIGINT", ["true", "null"])  # JSON literals: NULL here, not True / None-by-accident
+@example("BIGINT", ["[1", "2]"])  # one JSON list once joined, not two values
+@example("INTEGER", ["1", "2147483648"])  # past a C int: wraps (the careful path)
+@example("BIGINT", ["[" * 100_000])  # nested past the JSON parser's recursion limit
 def test_convert_column_plain_path_never_reads_json_spellings(ctype: str, texts: list) -> None:
     assert convert_column(ctype, texts) == [column_value(ctype, t) for t in texts]
 
