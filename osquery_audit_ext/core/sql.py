@@ -16,9 +16,11 @@ errors carrying the plugin's message.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
+import operator
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from ..sdk.columns import (
     TEXT,
     UNSIGNED_BIGINT,
 )
+from ..sdk.gcpause import gc_paused
 from ..sdk.osquery_thrift.ttypes import ExtensionResponse
 from ..sdk.plugin import (
     EQUALS,
@@ -51,6 +54,7 @@ from ..sdk.plugin import (
 )
 from ..sdk.result import QueryResult, Scan, ScannedResult
 from ..sdk.values import (
+    PLAIN_KINDS,
     column_text,
     column_type,
     convert_column,
@@ -294,28 +298,28 @@ class _VirtualTable:
         self._write(request)
 
 
-_NO_ROW: tuple[object, ...] = ()
-
-
 class _Cursor:
-    """Rows of one generate call, converted to SQLite values a whole column at a time.
+    """Rows of one generate call, converted to SQLite values before SQLite reads them.
 
-    SQLite asks for every cell through Column(): to spare a Python call per cell, Column is
-    the current row tuple's own __getitem__ (a C function), rebound by Next(); Eof is
-    likewise a bound C method of True or False.
+    SQLite calls Next and Eof once a row and Column once a cell; all three are C callables
+    here, never a Python frame. `_current` is one list holding the row SQLite is on: Column
+    is its __getitem__; Next is next() on a map that copies the next row tuple into it
+    (list slice assignment); Eof is `not _current`, as the rows end with an empty tuple.
+    Each row tuple ends with the row's position, for Rowid.
     """
 
     def __init__(self, table: _VirtualTable) -> None:
         self.table = table
         self.raw: list[dict[str, str]] = []
-        self.position = 0
-        self._next: Callable[[], tuple[object, ...]] = iter(()).__next__
-        self.Column: Callable[[int], object] = _NO_ROW.__getitem__
-        self.Eof: Callable[[], bool] = True.__bool__
+        self._current: list[object] = []
+        self.Column: Callable[[int], object] = self._current.__getitem__
+        self.Eof: Callable[[], bool] = functools.partial(operator.not_, self._current)
+        self.Next: Callable[[], object] = functools.partial(next, iter(()), None)
 
     def Filter(
         self, indexnum: int, indexname: str | None, constraintargs: Sequence[object]
     ) -> None:
+        self.Close()  # a failed Filter leaves no row of an earlier one behind
         table = self.table
         definition = table.definition
         plan = table.plans.get(indexnum, _Plan())
@@ -346,35 +350,28 @@ class _Cursor:
         if response.status is None or response.status.code != 0:
             raise SQLError(response.status.message if response.status else "no status")
         self.raw = list(response.response or [])
-        self.position = 0
         used = plan.cols_used if indexnum in table.plans else None
-        self._next = iter(_converted(definition, self.raw, used)).__next__
-        self.Eof = False.__bool__
+        rows = itertools.chain(_converted(definition, self.raw, used), [()])
+        loads = map(self._current.__setitem__, itertools.repeat(slice(None)), rows)
+        self.Next = functools.partial(next, loads, None)
         self.Next()
-        self.position = 0
 
     def Rowid(self) -> int:
-        if self.position >= len(self.raw):
-            return self.position
-        text = self.raw[self.position].get("rowid")
+        position = self._current[-1] if self._current else len(self.raw)
+        if position >= len(self.raw):
+            return position  # type: ignore[return-value]
+        text = self.raw[position].get("rowid")  # type: ignore[index]
         if text is None:
-            return self.position
+            return position  # type: ignore[return-value]
         rowid = parse_rowid(text)
         if rowid is None:
             raise SQLError(f"table {self.table.definition.name}: invalid rowid {text!r}")
         return rowid
 
-    def Next(self) -> None:
-        self.position += 1
-        try:
-            self.Column = self._next().__getitem__
-        except StopIteration:
-            self.Column = _NO_ROW.__getitem__
-            self.Eof = True.__bool__
-
     def Close(self) -> None:
         self.raw = []
-        self._next = iter(()).__next__
+        self._current.clear()
+        self.Next = functools.partial(next, iter(()), None)
 
 
 def _converted(
@@ -382,8 +379,46 @@ def _converted(
 ) -> Iterator[tuple[object, ...]]:
     """Each row as a tuple in column order, every used column (all when None) cast by its
     type (values.column_value); columns the query does not use stay None. The last item is
-    the row's position (SQLite asks Rowid() for the rowid, never Column(-1))."""
+    the row's position (SQLite asks Rowid() for the rowid, never Column(-1)).
+
+    Rows that hold every used key (what an extension sends) are gathered row-major by one
+    C call each (itemgetter) and converted a column at a time on strided slices of one flat
+    list: walking 100k dicts once is ~7x cheaper than once per column. Any other row (a key
+    missing) sends the whole batch down _careful_rows."""
+    if not rows:
+        return iter(())
+    columns = definition.columns
+    keys = [column.alias_of or column.name for column in columns]
     wanted = None if used is None else set(used)
+    positions = [i for i, key in enumerate(keys) if wanted is None or key in wanted]
+    if not positions:  # e.g. count(*): SQLite reads no column
+        return zip(*[itertools.repeat(None)] * len(columns), range(len(rows)))
+    width = len(positions)
+    getter = itemgetter(*(keys[i] for i in positions))
+    try:
+        gathered = map(getter, rows)
+        flat = list(itertools.chain.from_iterable(gathered) if width > 1 else gathered)
+    except (KeyError, TypeError):
+        return _careful_rows(definition, rows, wanted)
+    for slot, i in enumerate(positions):
+        ctype = columns[i].type
+        if ctype not in _AS_IS:
+            flat[slot::width] = convert_column(ctype, flat[slot::width])
+    if width == len(columns):  # consecutive runs of `width` cells: the rows
+        return zip(*[iter(flat)] * width, range(len(rows)))
+    table: list[Iterable[object]] = [itertools.repeat(None)] * len(columns)
+    for slot, i in enumerate(positions):
+        table[i] = flat[slot::width]
+    return zip(*table, range(len(rows)))
+
+
+_AS_IS = frozenset({TEXT, BLOB})
+
+
+def _careful_rows(
+    definition: TableDef, rows: list[dict[str, str]], wanted: set[str] | None
+) -> Iterator[tuple[object, ...]]:
+    """_converted by one .get per cell: a missing key is NULL."""
     columns: list[Iterable[object]] = []
     for column in definition.columns:
         key = column.alias_of or column.name
@@ -391,8 +426,7 @@ def _converted(
             columns.append(itertools.repeat(None))
             continue
         columns.append(convert_column(column.type, list(map(methodcaller("get", key), rows))))
-    columns.append(range(len(rows)))
-    return zip(*columns) if rows else iter(())
+    return zip(*columns, range(len(rows)))
 
 
 class _Module:
@@ -467,7 +501,8 @@ class SQLEngine:
                 return True
 
             cursor.exec_trace = remember_columns
-            rows = _result_rows(list(cursor.execute(sql)), names, self.nullvalue)
+            with gc_paused():  # 100k-row results: millions of objects, no cycles
+                rows = _result_rows(list(cursor.execute(sql)), names, self.nullvalue)
             return ScannedResult(QueryResult(rows, names[0] if names else []), tuple(scans))
         except SQLError:
             raise
@@ -526,14 +561,24 @@ def _result_rows(
 def _statement_rows(
     rows: list[tuple[object, ...]], columns: list[str], nullvalue: str
 ) -> list[dict[str, str]]:
+    """One statement's rows as {column: text}. Values that are all str, int or None (the
+    common result) are converted in one C pass over a flat row-major list; otherwise a
+    column at a time, so only the columns holding floats or blobs pay a call per value."""
     if not rows:
         return []
 
     def as_text(value: object) -> str:
         return result_text(value, nullvalue)
 
-    converted = [column_text(values, nullvalue, as_text) for values in zip(*rows)]
-    return list(map(dict, map(zip, itertools.repeat(columns), zip(*converted))))
+    width = len(rows[0])
+    flat = list(itertools.chain.from_iterable(rows))
+    kinds = set(map(type, flat))
+    if kinds <= PLAIN_KINDS and len(flat) == width * len(rows):
+        texts = column_text(flat, nullvalue, as_text, kinds)
+        table: Iterable[tuple[str, ...]] = zip(*[iter(texts)] * width)
+    else:
+        table = zip(*(column_text(values, nullvalue, as_text) for values in zip(*rows)))
+    return list(map(dict, map(zip, itertools.repeat(columns), table)))
 
 
 def _quote(identifier: str) -> str:

@@ -45,6 +45,28 @@ def accelerated() -> bool:
     return getattr(binary_protocol(TTransport.TMemoryBuffer()), "_fast_encode", None) is not None
 
 
+class UnixSocket(TSocket.TSocket):
+    """thrift's TSocket, writing each buffer with one sendall().
+
+    TSocket.write re-slices the unsent rest of the buffer after every partial send(): on a
+    socket with a timeout (non-blocking underneath, ~200 KiB a send on Linux), or a blocking
+    one whose send a signal interrupts (as py-spy's sampling does), an 80 MB reply is
+    copied hundreds of times. sendall() walks the same buffer without copying it.
+    """
+
+    def write(self, buff: bytes) -> None:
+        if not self.handle:
+            raise TTransport.TTransportException(
+                type=TTransport.TTransportException.NOT_OPEN, message="Transport not open"
+            )
+        try:
+            self.handle.sendall(buff)
+        except OSError as exc:
+            raise TTransport.TTransportException(
+                message="unexpected exception", inner=exc
+            ) from None
+
+
 class ThriftConnectError(AuditExtError):
     """An osquery extension or manager socket cannot be reached or broke mid-call."""
 
@@ -85,7 +107,7 @@ def connect(path: str, timeout: float | None = None) -> Iterator[Any]:
     except OSError as exc:
         sock.close()
         raise ThriftConnectError(describe_connect_error(path, exc)) from None
-    handle = TSocket.TSocket(unix_socket=path)
+    handle = UnixSocket(unix_socket=path)
     handle.setHandle(sock)
     transport = TTransport.TBufferedTransport(handle)
     client = ExtensionManager.Client(binary_protocol(transport))
@@ -202,7 +224,7 @@ class UnixThriftServer:
             ).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        handle = TSocket.TSocket()
+        handle = UnixSocket()
         handle.setHandle(conn)
         transport = TTransport.TBufferedTransport(handle)
         protocol = binary_protocol(transport)

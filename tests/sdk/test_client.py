@@ -147,3 +147,12 @@ def test_query_command_end_to_end(fixture_core):
     bad = run("SELECT * FROM nope")
     assert bad.returncode == 1
     assert bad.stderr == "osquery-audit-ext: no such table: nope\n"
+
+
+def test_columns_of_later_statements_follow_in_order_of_first_row(fixture_core):
+    """getQueryColumns names the first statement's columns; keys only later rows hold come
+    after them, each row's new keys sorted, in the order the rows come."""
+    core, _, _ = fixture_core
+    rows, columns = query(core.socket_path, "SELECT 1 AS b, 2 AS a; SELECT 3 AS z, 4 AS y, 5 AS a")
+    assert rows == [{"b": "1", "a": "2"}, {"z": "3", "y": "4", "a": "5"}]
+    assert columns == ["b", "a", "y", "z"]

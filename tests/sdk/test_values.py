@@ -15,6 +15,7 @@ from osquery_audit_ext.sdk.values import (
     INT64_MAX,
     INT64_MIN,
     column_converter,
+    column_text,
     column_value,
     convert_column,
     json_string,
@@ -219,3 +220,54 @@ def test_column_converters_agree_with_column_value(text: str | None) -> None:
 @example("INTEGER", ["5", "-7", "2147483648"])
 def test_convert_column_equals_column_value_per_value(ctype: str, texts: list) -> None:
     assert convert_column(ctype, texts) == [column_value(ctype, t) for t in texts]
+
+
+_NOT_QUITE_PLAIN = [
+    *("1,2", "5 ", " 5", "\t5", "5\n", "5\r", "\v5", "5\f", "null", "true", "false"),
+    *("1e3", "1E3", "1.0", "0.0", "-", "--1", "00", "-0", "+1", "NaN", "Infinity"),
+    *("-Infinity", "[1]", "[", "]", "{}", '"5"', "[[1", "2]]", "٣", "0x1f", "010"),
+    *("2147483647", "2147483648", "-2147483648", "-2147483649"),
+    *("9223372036854775807", "9223372036854775808", "-9223372036854775808"),
+    *("-9223372036854775809", "18446744073709551615"),
+]
+
+
+@given(
+    st.sampled_from(["BIGINT", "INTEGER", "UNSIGNED BIGINT"]),
+    st.lists(
+        st.sampled_from(_NOT_QUITE_PLAIN)
+        | st.integers(min_value=-(2**64), max_value=2**64).map(str),
+        min_size=1,
+    ),
+)
+@example("BIGINT", ["1,2"])  # two numbers once joined: must not read as two
+@example("BIGINT", ["5", "7 "])  # JSON would skip the space; strtoll's whole-string rule does not
+@example("BIGINT", ["true", "null"])  # JSON literals: NULL here, not True / None-by-accident
+@example("BIGINT", ["[1", "2]"])  # one JSON list once joined, not two values
+@example("INTEGER", ["1", "2147483648"])  # past a C int: wraps (the careful path)
+@example("BIGINT", ["[" * 100_000])  # nested past the JSON parser's recursion limit
+def test_convert_column_plain_path_never_reads_json_spellings(ctype: str, texts: list) -> None:
+    assert convert_column(ctype, texts) == [column_value(ctype, t) for t in texts]
+
+
+_RESULT_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(max_size=4),
+    st.sampled_from(["", "None", "NULL"]),
+    st.floats(),
+    st.booleans(),
+    st.binary(max_size=4),
+)
+
+
+@given(st.lists(_RESULT_VALUES), st.sampled_from(["", "NULL", "None"]))
+@example([1, None, "a", -5], "")
+@example([None, "x"], "NULL")
+def test_column_text_equals_the_careful_path_per_value(values: list, null: str) -> None:
+    def fallback(value: object) -> str:
+        return result_text(value, null)
+
+    expected = [fallback(v) for v in values]
+    assert list(column_text(values, null, fallback)) == expected
+    assert list(column_text(values, null, fallback, set(map(type, values)))) == expected
