@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 
 BLOCK_ITEMS = 128  # events a block holds before it is sealed
@@ -136,3 +136,44 @@ class BlockReader:
 def is_block_item(item: object) -> bool:
     """Whether a ring item is (block, index) rather than (types, payloads...)."""
     return item[0].__class__ is Block  # type: ignore[index]
+
+
+# An event as row builders take it: (record types, payloads, seconds, milliseconds, serial).
+Parts = tuple[tuple[int, ...], Sequence[bytes], int, int, int]
+
+
+def item_parts(items: Iterable[object], other: Callable[[object], Parts]) -> Iterator[Parts]:
+    """Each ring item's event parts, a block decoded once for all of its items (a query's
+    items are in eid order: a block's items come together). `other` gives the parts of an
+    item that is not (block, index).
+
+    Thread safety as BlockReader: the open payload list, or the sealed block's pieces, is
+    taken into a local once per block; the stamps and types of an item the ring holds were
+    appended before its ring entry, so a snapshot taken now holds them."""
+    last = None
+    open_: list[Sequence[bytes]] | None = None
+    pieces: list[bytes] = []
+    starts: list[int] = []
+    types: list[tuple[int, ...]] = []
+    stamps: list[int] = []
+    for item in items:
+        block = item[0]  # type: ignore[index]
+        if block.__class__ is not Block:
+            yield other(item)
+            continue
+        index = item[1]  # type: ignore[index]
+        if block is not last:
+            last = block
+            open_ = block.open
+            if open_ is None:
+                pieces, starts = block.unpack()
+            types = block.types
+            stamps = block.stamps.tolist()
+        at = 3 * index
+        yield (
+            types[index],
+            open_[index] if open_ is not None else pieces[starts[index] : starts[index + 1]],
+            stamps[at],
+            stamps[at + 1],
+            stamps[at + 2],
+        )

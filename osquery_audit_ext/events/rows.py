@@ -29,8 +29,8 @@ import errno
 import functools
 import json
 import re
-from collections.abc import Callable
-from typing import NamedTuple, Optional
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Optional, Protocol
 
 from ..audit.consts import (
     AF_UNIX,
@@ -43,6 +43,7 @@ from ..audit.consts import (
     AUDIT_SYSCALL,
 )
 from ..audit.syscalls import arch_token, machine_for_audit_arch, syscall_name
+from .blocks import Parts
 from .coalesce import Event
 from .records import (
     Argv,
@@ -909,3 +910,290 @@ def _socket_row(event: Event, boot_time: float) -> dict | None:
         syscall_fields.get("success") == "yes",
         parse_decimal(syscall_fields.get("exit")),
     )
+
+
+# -- many rows at once ------------------------------------------------------------------------
+#
+# A query over a ring builds thousands of rows: the builders below take every event a query
+# selected as (types, payloads, sec, msec, serial) parts (blocks.item_parts decodes each block
+# once), run the fast paths above in one loop without an Event per row, build only the
+# columns the query uses, and can make the rows in osquery's text form directly (a text copy
+# of each cached template, the per-event values turned to text once). Events the fast paths
+# do not take go through process_row/socket_row as they are, the row then cut and encoded.
+
+
+class TextEncoding(Protocol):
+    """How osquery's text form writes values (sdk/plugin.py's encode_value and the two rules
+    of it the builders apply directly); passed in by the app so events/ holds no copy."""
+
+    @property
+    def value(self) -> Callable[[object], str]: ...
+    @property
+    def integer(self) -> Callable[[int], str]: ...
+    @property
+    def null(self) -> str: ...
+
+
+# events' parts, boot time, the columns wanted (spec order), the text encoding or None ->
+# each event's row or None (process_rows, socket_rows).
+ManyRows = Callable[[Iterable[Parts], float, Sequence[str], "TextEncoding | None"], list]
+
+# The process_events columns an exec's EXECVE record gives (overflows: whether it is whole).
+_ARGV_COLUMNS = frozenset({"cmdline", "argv", "cmdline_size", "overflows"})
+
+
+class _Views:
+    """Per query: each cached row template cut to the query's columns (as text if asked).
+
+    Keyed by the template's id, with the template kept beside its view so an id reused by a
+    later template (after the lru_cache dropped the first) is never mistaken for it."""
+
+    __slots__ = ("columns", "found", "text")
+
+    def __init__(self, columns: Sequence[str], text: TextEncoding | None) -> None:
+        self.columns = columns
+        self.text = text
+        self.found: dict[int, tuple[dict, dict]] = {}
+
+    def make(self, template: dict) -> dict:
+        view = {name: template[name] for name in self.columns}
+        if self.text is not None:
+            encode = self.text.value
+            view = {name: encode(value) for name, value in view.items()}
+        self.found[id(template)] = (template, view)
+        return view
+
+
+def cut_row(
+    row: dict | None, columns: Sequence[str], text: TextEncoding | None = None
+) -> dict | None:
+    """A whole row built the careful way, cut to `columns` (as text if asked)."""
+    if row is None:
+        return None
+    if text is None:
+        return {name: row.get(name) for name in columns}
+    encode = text.value
+    return {name: encode(row.get(name)) for name in columns}
+
+
+def _after_space(rest: bytes) -> bytes:
+    """A payload's body from what follows its `audit(...):` (one space dropped, as _body)."""
+    return rest[1:] if rest[:1] == b" " else rest
+
+
+@functools.lru_cache(maxsize=1024)
+def _exec_template_of(
+    arch: bytes,
+    nr: bytes,
+    success: bytes,
+    exit_text: bytes,
+    task_part: bytes,
+    cwd_rest: bytes | None,
+    path_rests: tuple[bytes, ...],
+) -> dict | None:
+    """_exec_template keyed by what follows each record's `audit(...):` (every record of an
+    event has the same one, coalesce.py), sparing _body per record and event."""
+    return _exec_template(
+        arch,
+        nr,
+        success,
+        exit_text,
+        task_part,
+        None if cwd_rest is None else _after_space(cwd_rest),
+        tuple(map(_after_space, path_rests)),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted_key_texts(count: int) -> list[str]:
+    return [key.decode("ascii") for key in _quoted_keys(count)]
+
+
+_ARGV_ESCAPED = re.compile(r'[\x00-\x1f"\\]')  # an argument needing the general way: _argv_text
+
+
+def _argv_text(body: bytes) -> tuple[str, str, int] | None:
+    """argv_columns(_fast_argv(payload)) for an EXECVE body whose arguments are all quoted,
+    hold no whitespace and need no JSON escape (valid UTF-8, no control, quote or
+    backslash): the same three columns from one decode and one split; None for any other
+    body (then the general way)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    pieces = text.rstrip("\x00\n").split('"')
+    values = pieces[1::2]
+    if pieces[0::2] != _quoted_key_texts(len(values)):
+        return None
+    cmdline = " ".join(values)
+    # Spaces: only those joining the arguments; controls (the other whitespace among them).
+    if cmdline.count(" ") != max(len(values) - 1, 0) or _ARGV_ESCAPED.search(cmdline):
+        return None
+    size = len(cmdline) if cmdline.isascii() else len(cmdline.encode("utf-8"))
+    return cmdline, '["' + '", "'.join(values) + '"]' if values else "[]", size
+
+
+def process_rows(
+    events: Iterable[Parts],
+    boot_time: float,
+    columns: Sequence[str],
+    text: TextEncoding | None = None,
+) -> list[dict | None]:
+    """[process_row(event) cut to `columns`, as text if `text`] for each event, None where
+    an event gives no row. The plain exec goes the way of _fast_exec_row, reading its
+    arguments only when the query uses an argument column."""
+    rows: list[dict | None] = []
+    add = rows.append
+    views = _Views(columns, text)
+    found = views.found
+    wanted = frozenset(columns)
+    with_pid, with_parent = "pid" in wanted, "parent" in wanted
+    with_args = not wanted.isdisjoint(_ARGV_COLUMNS)
+    with_cmdline, with_argv = "cmdline" in wanted, "argv" in wanted
+    with_size = "cmdline_size" in wanted
+    with_time, with_uptime = "time" in wanted, "uptime" in wanted
+    with_ms, with_serial = "time_ms" in wanted, "serial" in wanted
+    as_text = text is not None
+    integer = text.integer if text is not None else int
+    null = text.null if text is not None else None
+    head_match = _SYSCALL_HEAD.match
+    exec_shape = _exec_shape
+    template_of = _exec_template_of
+    for types, payloads, sec, msec, serial in events:
+        shape = exec_shape(types) if types.__class__ is tuple else None
+        syscall = payloads[0]
+        head = head_match(syscall) if shape is not None else None
+        template = None
+        if head is not None:
+            execve_at, cwd_at, paths_at = shape  # type: ignore[misc]
+            after = syscall.find(b"):", 6) + 2  # every record's `audit(...):` ends here
+            arch, nr, success, exit_text, _a0, ppid, pid = head.groups()
+            template = template_of(
+                arch,
+                nr,
+                success,
+                exit_text,
+                syscall[head.end() :],
+                payloads[cwd_at][after:] if cwd_at >= 0 else None,
+                tuple([payloads[index][after:] for index in paths_at]),
+            )
+        argv_text = None
+        if template is not None and with_args:
+            argv_text = _argv_text(_after_space(payloads[execve_at][after:]))
+            if argv_text is None:
+                args = _fast_argv(payloads[execve_at])
+                if args is None:
+                    template = None
+                else:
+                    argv_text = argv_columns(args)
+        if template is None:
+            event = Event(types, list(payloads), True, (sec, msec, serial))
+            add(cut_row(process_row(event, boot_time), columns, text))
+            continue
+        view = found.get(id(template))
+        row = (view[1] if view is not None and view[0] is template else views.make(template)).copy()
+        if with_pid:
+            row["pid"] = integer(int(pid)) if as_text else int(pid)
+        if argv_text is not None:
+            cmdline, argv, size = argv_text
+            if with_cmdline:
+                row["cmdline"] = cmdline
+            if with_size:
+                row["cmdline_size"] = integer(size) if as_text else size
+            if with_argv:
+                row["argv"] = argv
+        if with_parent:
+            row["parent"] = integer(int(ppid)) if as_text else int(ppid)
+        if with_time:
+            row["time"] = integer(sec) if as_text else sec
+        if with_uptime:
+            uptime = int(sec + msec / 1000 - boot_time)
+            row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
+        if with_ms:
+            row["time_ms"] = integer(sec * 1000 + msec) if as_text else sec * 1000 + msec
+        if with_serial:
+            row["serial"] = integer(serial) if as_text else serial
+        add(row)
+    return rows
+
+
+def socket_rows(
+    events: Iterable[Parts],
+    boot_time: float,
+    columns: Sequence[str],
+    text: TextEncoding | None = None,
+) -> list[dict | None]:
+    """[socket_row(event) cut to `columns`, as text if `text`] for each event, None where an
+    event gives no row; the plain case the way of _fast_socket_row."""
+    rows: list[dict | None] = []
+    add = rows.append
+    views = _Views(columns, text)
+    found = views.found
+    wanted = frozenset(columns)
+    with_family, with_socket = "family" in wanted, "socket" in wanted
+    # The address columns the query uses on each side (None for one it does not).
+    local = [name if name in wanted else None for name in ("local_address", "local_port")]
+    remote = [name if name in wanted else None for name in ("remote_address", "remote_port")]
+    with_address = local != [None, None] or remote != [None, None]
+    with_pid, with_fd = "pid" in wanted, "fd" in wanted
+    with_time, with_uptime = "time" in wanted, "uptime" in wanted
+    with_ms, with_serial = "time_ms" in wanted, "serial" in wanted
+    integer = text.integer if text is not None else int
+    null = text.null if text is not None else None
+    encode = text.value if text is not None else None
+    head_match = _SYSCALL_HEAD.match
+    saddr_search = _SADDR.search
+    for parts in events:
+        types, payloads, sec, msec, serial = parts
+        template = None
+        if types and types[0] == AUDIT_SYSCALL and AUDIT_SOCKADDR in types:
+            syscall = payloads[0]
+            head = head_match(syscall)
+            if head is not None:
+                sockaddr = payloads[types.index(AUDIT_SOCKADDR)]
+                saddr = saddr_search(sockaddr)
+                if (
+                    saddr is not None
+                    and not len(saddr.group(1)) % 2
+                    and sockaddr.count(b"saddr=") == 1
+                ):
+                    arch, nr, success, exit_text, a0, _ppid, pid = head.groups()
+                    template = _socket_template(arch, nr, success, exit_text, syscall[head.end() :])
+        if template is None:
+            event = Event(types, list(payloads), True, (sec, msec, serial))
+            add(cut_row(socket_row(event, boot_time), columns, text))
+            continue
+        view = found.get(id(template))
+        row = (view[1] if view is not None and view[0] is template else views.make(template)).copy()
+        family, ip, port, unix_path = _sockaddr_columns(saddr[1])  # type: ignore[index]
+        if encode is not None:
+            family, ip, port, unix_path = (
+                encode(family),
+                encode(ip),
+                encode(port),
+                encode(unix_path),
+            )
+        if with_family:
+            row["family"] = family
+        if with_address:  # the local side for bind, the remote side else (_socket_columns)
+            side = local if template["action"] == "bind" else remote
+            for name, value in zip(side, (ip, port)):
+                if name is not None:
+                    row[name] = value
+        if with_socket:
+            row["socket"] = unix_path
+        if with_pid:
+            row["pid"] = integer(int(pid))
+        if with_fd:
+            row["fd"] = str(int(a0, 16))
+        if with_time:
+            row["time"] = integer(sec)
+        if with_uptime:
+            uptime = int(sec + msec / 1000 - boot_time)
+            row["uptime"] = integer(uptime) if uptime >= 0 else null
+        if with_ms:
+            row["time_ms"] = integer(sec * 1000 + msec)
+        if with_serial:
+            row["serial"] = integer(serial)
+        add(row)
+    return rows
