@@ -145,32 +145,34 @@ class EventTable(Table):
         if len(consumers) > 1:
             return []  # consumer = 'a' AND consumer = 'b' matches nothing: move no cursor
         consumer = consumers.pop() if consumers else None
-        entries = self._entries(consumer, narrowing)
         used = context.cols_used
         if used is not None and used <= self.INDEX_COLUMNS:
-            rows = self._index_rows(entries, used, consumer)
+            rows = self._index_rows(self._entries(consumer, narrowing), used, consumer)
             return rows if text is None else encode_rows(self.spec, rows)  # type: ignore[return-value]
         # Send only the columns the query uses: most of the cost of a large answer is
         # encoding and sending values nobody reads.
         names = self.spec.column_names
         wanted = names if used is None else [n for n in names if n in used]
         if self.build_rows is None:
-            rows = self._built_rows(entries, wanted, consumer)
+            rows = self._built_rows(self._entries(consumer, narrowing), wanted, consumer)
             return rows if text is None else encode_rows(self.spec, rows)  # type: ignore[return-value]
-        built = self.build_rows(
-            [entry[3] for entry in entries], [n for n in wanted if n not in _ADDED], text
-        )
+        if consumer is None:  # the ring's eids and items apart: no tuple per entry
+            eids, items = self.ring.query_items(**_ring_bounds(narrowing))
+        else:
+            entries = self._entries(consumer, narrowing)
+            eids, items = [entry[0] for entry in entries], [entry[3] for entry in entries]
+        built = self.build_rows(items, [n for n in wanted if n not in _ADDED], text)
         with_eid, with_consumer = "eid" in wanted, "consumer" in wanted
         if not with_eid and not with_consumer:
             return [row for row in built if row is not None]
         # SQLite re-checks a consumer constraint on every row: it is sent back as given.
         value = consumer if text is None else text.value(consumer)
         rows = []
-        for entry, row in zip(entries, built):
+        for eid, row in zip(eids, built):
             if row is None:
                 continue
             if with_eid:
-                row["eid"] = str(entry[0]).zfill(EID_WIDTH)
+                row["eid"] = str(eid).zfill(EID_WIDTH)
             if with_consumer:
                 row["consumer"] = value
             rows.append(row)
@@ -233,18 +235,23 @@ class EventTable(Table):
 
     def _entries(self, consumer: str | None, narrowing: Narrowing) -> list[Entry]:
         if consumer is None:
-            return self.ring.query(
-                time_min=narrowing.time_min,
-                time_max=narrowing.time_max,
-                eid_min=narrowing.eid_min,
-                eid_max=narrowing.eid_max,
-                pids=narrowing.pids,
-            )
+            return self.ring.query(**_ring_bounds(narrowing))
         if self.consumers is None:
             raise AuditExtError(f"{self.name}: consumer cursors are not available here")
         return self.consumers.read(
             self.name, self.ring, consumer, run_start=self.run_start, narrowing=narrowing
         )
+
+
+def _ring_bounds(narrowing: Narrowing) -> dict[str, object]:
+    """A query's narrowing as EventRing.query's keyword arguments."""
+    return {
+        "time_min": narrowing.time_min,
+        "time_max": narrowing.time_max,
+        "eid_min": narrowing.eid_min,
+        "eid_max": narrowing.eid_max,
+        "pids": narrowing.pids,
+    }
 
 
 class AuditConsumersTable(Table):

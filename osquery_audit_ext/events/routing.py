@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..audit.consts import AF_UNIX, AUDIT_PATH, AUDIT_SECCOMP, AUDIT_SOCKADDR, AUDIT_SYSCALL
-from .blocks import BlockReader, BlockWriter, Parts, is_block_item, item_parts
+from .blocks import BlockReader, BlockWriter, Parts, is_block_item, item_runs
 from .coalesce import Event
 from .file_rows import PROCESS_FILE_EVENTS, FilePaths, dirfd_paths_from_proc, file_row
 from .journal import RingJournal
@@ -199,7 +199,7 @@ class TableRows:
         """The row of each item (None where it gives none) holding `columns` only, in that
         order, as text if `text`: the same as cut_row(self(item), columns, text)."""
         if self._many is not None:
-            return self._many(item_parts(items, _item_parts), self._boot_time, columns, text)
+            return self._many(item_runs(items, _item_parts), self._boot_time, columns, text)
         build = self._one
         return [cut_row(build(item), columns, text) for item in items]
 

@@ -29,10 +29,13 @@ import errno
 import functools
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Optional, Protocol
 
 from ..audit.consts import (
+    AF_INET,
+    AF_INET6,
     AF_UNIX,
     AUDIT_CWD,
     AUDIT_EXECVE,
@@ -43,7 +46,7 @@ from ..audit.consts import (
     AUDIT_SYSCALL,
 )
 from ..audit.syscalls import arch_token, machine_for_audit_arch, syscall_name
-from .blocks import Parts
+from .blocks import Run
 from .coalesce import Event
 from .records import (
     Argv,
@@ -934,9 +937,9 @@ class TextEncoding(Protocol):
     def null(self) -> str: ...
 
 
-# events' parts, boot time, the columns wanted (spec order), the text encoding or None ->
-# each event's row or None (process_rows, socket_rows).
-ManyRows = Callable[[Iterable[Parts], float, Sequence[str], "TextEncoding | None"], list]
+# the items' runs, boot time, the columns wanted (spec order), the text encoding or None ->
+# each item's row or None (process_rows, socket_rows).
+ManyRows = Callable[[Iterable[Run], float, Sequence[str], "TextEncoding | None"], list]
 
 # The process_events columns an exec's EXECVE record gives (overflows: whether it is whole).
 _ARGV_COLUMNS = frozenset({"cmdline", "argv", "cmdline_size", "overflows"})
@@ -1004,44 +1007,49 @@ def _exec_template_of(
     )
 
 
+# An EXECVE body's start: `argc=N` (one space before it dropped, as _body).
+_ARGC = re.compile(rb" ?argc=(0|[1-9][0-9]*)")
+# An argument _fast_argv takes as it is quoted and argv_columns writes with no escape: no
+# whitespace (split_fields' words), quote, backslash or control.
+_PLAIN_ARG = rb'"([^"\\\x00-\x20]*)"'
+
+
 @functools.lru_cache(maxsize=64)
-def _quoted_key_texts(count: int) -> list[str]:
-    return [key.decode("ascii") for key in _quoted_keys(count)]
+def _plain_args(count: int) -> re.Pattern[bytes]:
+    """What follows `argc=N` in an EXECVE body of N plain quoted arguments, to its end."""
+    return re.compile(b"".join(b" a%d=" % i + _PLAIN_ARG for i in range(count)) + rb"[\x00\n]*")
 
 
-_ARGV_ESCAPED = re.compile(r'[\x00-\x1f"\\]')  # an argument needing the general way: _argv_text
-
-
-def _argv_text(body: bytes) -> tuple[str, str, int] | None:
-    """argv_columns(_fast_argv(payload)) for an EXECVE body whose arguments are all quoted,
-    hold no whitespace and need no JSON escape (valid UTF-8, no control, quote or
-    backslash): the same three columns from one decode and one split; None for any other
-    body (then the general way)."""
+def _argv_at(data: bytes, start: int, end: int) -> tuple[str, str, int] | None:
+    """argv_columns(_fast_argv(payload)) for the EXECVE body data[start:end] when every
+    argument is plain (valid UTF-8, quoted, with no whitespace, quote, backslash or control):
+    one match and one decode; None for any other body (then the general way)."""
+    argc = _ARGC.match(data, start, end)
+    if argc is None:
+        return None
+    count = int(argc[1])
+    found = _plain_args(count).fullmatch(data, argc.end(), end)
+    if found is None:
+        return None
+    if not count:
+        return "", "[]", 0
+    joined = b" ".join(found.groups())
     try:
-        text = body.decode("utf-8")
+        cmdline = joined.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    pieces = text.rstrip("\x00\n").split('"')
-    values = pieces[1::2]
-    if pieces[0::2] != _quoted_key_texts(len(values)):
-        return None
-    cmdline = " ".join(values)
-    # Spaces: only those joining the arguments; controls (the other whitespace among them).
-    if cmdline.count(" ") != max(len(values) - 1, 0) or _ARGV_ESCAPED.search(cmdline):
-        return None
-    size = len(cmdline) if cmdline.isascii() else len(cmdline.encode("utf-8"))
-    return cmdline, '["' + '", "'.join(values) + '"]' if values else "[]", size
+    return cmdline, '["' + cmdline.replace(" ", '", "') + '"]', len(joined)
 
 
 def process_rows(
-    events: Iterable[Parts],
+    runs: Iterable[Run],
     boot_time: float,
     columns: Sequence[str],
     text: TextEncoding | None = None,
 ) -> list[dict | None]:
-    """[process_row(event) cut to `columns`, as text if `text`] for each event, None where
-    an event gives no row. The plain exec goes the way of _fast_exec_row, reading its
-    arguments only when the query uses an argument column."""
+    """[process_row(event) cut to `columns`, as text if `text`] for each item of the runs,
+    None where an event gives no row. The plain exec goes the way of _fast_exec_row, reading
+    its arguments only when the query uses an argument column."""
     rows: list[dict | None] = []
     add = rows.append
     views = _Views(columns, text)
@@ -1059,72 +1067,93 @@ def process_rows(
     head_match = _SYSCALL_HEAD.match
     exec_shape = _exec_shape
     template_of = _exec_template_of
-    for types, payloads, sec, msec, serial in events:
-        shape = exec_shape(types) if types.__class__ is tuple else None
-        syscall = payloads[0]
-        head = head_match(syscall) if shape is not None else None
-        template = None
-        if head is not None:
-            execve_at, cwd_at, paths_at = shape  # type: ignore[misc]
-            after = syscall.find(b"):", 6) + 2  # every record's `audit(...):` ends here
-            arch, nr, success, exit_text, _a0, ppid, pid = head.groups()
-            template = template_of(
-                arch,
-                nr,
-                success,
-                exit_text,
-                syscall[head.end() :],
-                payloads[cwd_at][after:] if cwd_at >= 0 else None,
-                tuple([payloads[index][after:] for index in paths_at]),
-            )
-        argv_text = None
-        if template is not None and with_args:
-            argv_text = _argv_text(_after_space(payloads[execve_at][after:]))
-            if argv_text is None:
-                args = _fast_argv(payloads[execve_at])
-                if args is None:
-                    template = None
-                else:
-                    argv_text = argv_columns(args)
-        if template is None:
-            event = Event(types, list(payloads), True, (sec, msec, serial))
-            add(cut_row(process_row(event, boot_time), columns, text))
-            continue
-        view = found.get(id(template))
-        row = (view[1] if view is not None and view[0] is template else views.make(template)).copy()
-        if with_pid:
-            row["pid"] = integer(int(pid)) if as_text else int(pid)
-        if argv_text is not None:
-            cmdline, argv, size = argv_text
-            if with_cmdline:
-                row["cmdline"] = cmdline
-            if with_size:
-                row["cmdline_size"] = integer(size) if as_text else size
-            if with_argv:
-                row["argv"] = argv
-        if with_parent:
-            row["parent"] = integer(int(ppid)) if as_text else int(ppid)
-        if with_time:
-            row["time"] = integer(sec) if as_text else sec
-        if with_uptime:
-            uptime = int(sec + msec / 1000 - boot_time)
-            row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
-        if with_ms:
-            row["time_ms"] = integer(sec * 1000 + msec) if as_text else sec * 1000 + msec
-        if with_serial:
-            row["serial"] = integer(serial) if as_text else serial
-        add(row)
+    for data, offsets, starts, all_types, stamps, indices in runs:
+        find = data.find
+        for index in indices:
+            types = all_types[index]
+            first = starts[index]
+            start = offsets[first]
+            shape = exec_shape(types) if types.__class__ is tuple else None
+            head = head_match(data, start, offsets[first + 1]) if shape is not None else None
+            template = None
+            if head is not None:
+                execve_at, cwd_at, paths_at = shape  # type: ignore[misc]
+                # Every record of the event starts with the same `audit(...):` (coalesce.py).
+                after = find(b"):", start + 6) + 2 - start
+                arch, nr, success, exit_text, _a0, ppid, pid = head.groups()
+                at = first + cwd_at
+                template = template_of(
+                    arch,
+                    nr,
+                    success,
+                    exit_text,
+                    data[head.end() : offsets[first + 1]],
+                    data[offsets[at] + after : offsets[at + 1]] if cwd_at >= 0 else None,
+                    tuple(
+                        [
+                            data[offsets[first + i] + after : offsets[first + i + 1]]
+                            for i in paths_at
+                        ]
+                    ),
+                )
+            argv_text = None
+            if template is not None and with_args:
+                at = first + execve_at
+                argv_text = _argv_at(data, offsets[at] + after, offsets[at + 1])
+                if argv_text is None:
+                    args = _fast_argv(data[offsets[at] : offsets[at + 1]])
+                    if args is None:
+                        template = None
+                    else:
+                        argv_text = argv_columns(args)
+            if template is None:
+                payloads = [
+                    data[offsets[j] : offsets[j + 1]] for j in range(first, starts[index + 1])
+                ]
+                when = stamps[3 * index : 3 * index + 3]
+                event = Event(types, payloads, True, when)  # type: ignore[arg-type]
+                add(cut_row(process_row(event, boot_time), columns, text))
+                continue
+            view = found.get(id(template))
+            row = (
+                view[1] if view is not None and view[0] is template else views.make(template)
+            ).copy()
+            if with_pid:
+                row["pid"] = integer(int(pid)) if as_text else int(pid)
+            if argv_text is not None:
+                cmdline, argv, size = argv_text
+                if with_cmdline:
+                    row["cmdline"] = cmdline
+                if with_size:
+                    row["cmdline_size"] = integer(size) if as_text else size
+                if with_argv:
+                    row["argv"] = argv
+            if with_parent:
+                row["parent"] = integer(int(ppid)) if as_text else int(ppid)
+            sec = stamps[3 * index]
+            if with_time:
+                row["time"] = integer(sec) if as_text else sec
+            if with_uptime:
+                uptime = int(sec + stamps[3 * index + 1] / 1000 - boot_time)
+                row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
+            if with_ms:
+                ms = sec * 1000 + stamps[3 * index + 1]
+                row["time_ms"] = integer(ms) if as_text else ms
+            if with_serial:
+                serial = stamps[3 * index + 2]
+                row["serial"] = integer(serial) if as_text else serial
+            add(row)
     return rows
 
 
 def socket_rows(
-    events: Iterable[Parts],
+    runs: Iterable[Run],
     boot_time: float,
     columns: Sequence[str],
     text: TextEncoding | None = None,
 ) -> list[dict | None]:
-    """[socket_row(event) cut to `columns`, as text if `text`] for each event, None where an
-    event gives no row; the plain case the way of _fast_socket_row."""
+    """[socket_row(event) cut to `columns`, as text if `text`] for each item of the runs,
+    None where an event gives no row; the plain case the way of _fast_socket_row."""
     rows: list[dict | None] = []
     add = rows.append
     views = _Views(columns, text)
@@ -1138,62 +1167,103 @@ def socket_rows(
     with_pid, with_fd = "pid" in wanted, "fd" in wanted
     with_time, with_uptime = "time" in wanted, "uptime" in wanted
     with_ms, with_serial = "time_ms" in wanted, "serial" in wanted
+    as_text = text is not None
     integer = text.integer if text is not None else int
     null = text.null if text is not None else None
-    encode = text.value if text is not None else None
+    with_sockaddr = with_family or with_address or with_socket
+    encode = text.value if text is not None else str
+    texts: dict[Address, Address] = {}  # each address's columns in the text form
     head_match = _SYSCALL_HEAD.match
     saddr_search = _SADDR.search
-    for parts in events:
-        types, payloads, sec, msec, serial = parts
-        template = None
-        if types and types[0] == AUDIT_SYSCALL and AUDIT_SOCKADDR in types:
-            syscall = payloads[0]
-            head = head_match(syscall)
-            if head is not None:
-                sockaddr = payloads[types.index(AUDIT_SOCKADDR)]
-                saddr = saddr_search(sockaddr)
-                if (
-                    saddr is not None
-                    and not len(saddr.group(1)) % 2
-                    and sockaddr.count(b"saddr=") == 1
-                ):
-                    arch, nr, success, exit_text, a0, _ppid, pid = head.groups()
-                    template = _socket_template(arch, nr, success, exit_text, syscall[head.end() :])
-        if template is None:
-            event = Event(types, list(payloads), True, (sec, msec, serial))
-            add(cut_row(socket_row(event, boot_time), columns, text))
-            continue
-        view = found.get(id(template))
-        row = (view[1] if view is not None and view[0] is template else views.make(template)).copy()
-        family, ip, port, unix_path = _sockaddr_columns(saddr[1])  # type: ignore[index]
-        if encode is not None:
-            family, ip, port, unix_path = (
-                encode(family),
-                encode(ip),
-                encode(port),
-                encode(unix_path),
-            )
-        if with_family:
-            row["family"] = family
-        if with_address:  # the local side for bind, the remote side else (_socket_columns)
-            side = local if template["action"] == "bind" else remote
-            for name, value in zip(side, (ip, port)):
-                if name is not None:
-                    row[name] = value
-        if with_socket:
-            row["socket"] = unix_path
-        if with_pid:
-            row["pid"] = integer(int(pid))
-        if with_fd:
-            row["fd"] = str(int(a0, 16))
-        if with_time:
-            row["time"] = integer(sec)
-        if with_uptime:
-            uptime = int(sec + msec / 1000 - boot_time)
-            row["uptime"] = integer(uptime) if uptime >= 0 else null
-        if with_ms:
-            row["time_ms"] = integer(sec * 1000 + msec)
-        if with_serial:
-            row["serial"] = integer(serial)
-        add(row)
+    for data, offsets, starts, all_types, stamps, indices in runs:
+        count = data.count
+        for index in indices:
+            types = all_types[index]
+            first = starts[index]
+            template = None
+            if types and types[0] == AUDIT_SYSCALL and AUDIT_SOCKADDR in types:
+                end = offsets[first + 1]
+                head = head_match(data, offsets[first], end)
+                if head is not None:
+                    at = first + types.index(AUDIT_SOCKADDR)
+                    saddr = saddr_search(data, offsets[at], offsets[at + 1])
+                    if (
+                        saddr is not None
+                        and not (saddr.end(1) - saddr.start(1)) % 2
+                        and count(b"saddr=", offsets[at], offsets[at + 1]) == 1
+                    ):
+                        arch, nr, success, exit_text, a0, _ppid, pid = head.groups()
+                        template = _socket_template(
+                            arch, nr, success, exit_text, data[head.end() : end]
+                        )
+            if template is None:
+                payloads = [
+                    data[offsets[j] : offsets[j + 1]] for j in range(first, starts[index + 1])
+                ]
+                when = stamps[3 * index : 3 * index + 3]
+                event = Event(types, payloads, True, when)  # type: ignore[arg-type]
+                add(cut_row(socket_row(event, boot_time), columns, text))
+                continue
+            view = found.get(id(template))
+            row = (
+                view[1] if view is not None and view[0] is template else views.make(template)
+            ).copy()
+            if with_sockaddr:
+                columns_of, port = _sockaddr_port(saddr[1])  # type: ignore[index]
+                if as_text:
+                    got = texts.get(columns_of)
+                    if got is None:
+                        got = texts[columns_of] = tuple(map(encode, columns_of))  # type: ignore[assignment]
+                    family, ip, _port, unix_path = got
+                    port = null if port is None else integer(port)
+                else:
+                    family, ip, _port, unix_path = columns_of
+            if with_family:
+                row["family"] = family
+            if with_address:  # the local side for bind, the remote side else (_socket_columns)
+                side = local if template["action"] == "bind" else remote
+                for name, value in zip(side, (ip, port)):
+                    if name is not None:
+                        row[name] = value
+            if with_socket:
+                row["socket"] = unix_path
+            if with_pid:
+                row["pid"] = integer(int(pid)) if as_text else int(pid)
+            if with_fd:
+                row["fd"] = str(int(a0, 16))
+            sec = stamps[3 * index]
+            if with_time:
+                row["time"] = integer(sec) if as_text else sec
+            if with_uptime:
+                uptime = int(sec + stamps[3 * index + 1] / 1000 - boot_time)
+                row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
+            if with_ms:
+                ms = sec * 1000 + stamps[3 * index + 1]
+                row["time_ms"] = integer(ms) if as_text else ms
+            if with_serial:
+                serial = stamps[3 * index + 2]
+                row["serial"] = integer(serial) if as_text else serial
+            add(row)
     return rows
+
+
+# An AF_INET / AF_INET6 saddr's hex family (host order, as decode_sockaddr reads it), either
+# case, and the hex length from which it holds the whole address (else decode_sockaddr's).
+_INET_HEX = {
+    hexed: length
+    for family, length in ((AF_INET, 16), (AF_INET6, 48))
+    for raw in [family.to_bytes(2, sys.byteorder).hex().encode()]
+    for hexed in (raw, raw.upper())
+}
+_NO_PORT = b"0000"
+
+
+def _sockaddr_port(saddr: bytes) -> tuple[Address, int | None]:
+    """_sockaddr_columns of a saddr hex as (the columns with port 0, the port): an AF_INET or
+    AF_INET6 address is worked out once for every port (a storm to one host cycles ports)."""
+    length = _INET_HEX.get(saddr[:4])
+    if length is None or len(saddr) < length:
+        columns = _sockaddr_columns(saddr)
+        return columns, columns[2]
+    # the port: bytes 2-3, big-endian (decode_sockaddr)
+    return _sockaddr_columns(saddr[:4] + _NO_PORT + saddr[8:]), int(saddr[4:8], 16)
