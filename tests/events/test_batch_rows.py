@@ -26,7 +26,16 @@ from osquery_audit_ext.events.routing import (
     stored_event,
 )
 from osquery_audit_ext.events.rows import cut_row
-from osquery_audit_ext.sdk.plugin import TEXT, QueryContext, encode_row, encode_rows
+from osquery_audit_ext.sdk.plugin import (
+    EQUALS,
+    GREATER_THAN,
+    TEXT,
+    Constraint,
+    ConstraintList,
+    QueryContext,
+    encode_row,
+    encode_rows,
+)
 from osquery_audit_ext.sdk.tablespec import load_spec
 
 BOOT = 1699990000.5
@@ -239,7 +248,7 @@ def test_items_not_in_blocks_are_built_too() -> None:
     used=st.one_of(
         st.none(),
         st.lists(
-            st.sampled_from(load_spec(PROCESS_EVENTS).column_names + ["remote_port", "fd"]),
+            st.sampled_from([*load_spec(PROCESS_EVENTS).column_names, "remote_port", "fd"]),
             max_size=6,
         ).map(frozenset),
     ),
@@ -250,8 +259,6 @@ def test_event_table_text_rows_are_its_rows_encoded(
 ) -> None:
     """What the handler sends (encoded_rows, made as text directly) is generate's rows
     encoded, for every column subset and pushed-down constraint."""
-    from osquery_audit_ext.sdk.plugin import EQUALS, GREATER_THAN, Constraint, ConstraintList
-
     router = routed(batch, 3)
     columns = {}
     for name, exprs in bounds.items():
