@@ -29,6 +29,7 @@ import errno
 import functools
 import json
 import re
+import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Optional, Protocol
@@ -1171,8 +1172,6 @@ def socket_rows(
     integer = text.integer if text is not None else int
     null = text.null if text is not None else None
     with_sockaddr = with_family or with_address or with_socket
-    encode = text.value if text is not None else str
-    texts: dict[Address, Address] = {}  # each address's columns in the text form
     head_match = _SYSCALL_HEAD.match
     saddr_search = _SADDR.search
     for data, offsets, starts, all_types, stamps, indices in runs:
@@ -1209,15 +1208,12 @@ def socket_rows(
                 view[1] if view is not None and view[0] is template else views.make(template)
             ).copy()
             if with_sockaddr:
-                columns_of, port = _sockaddr_port(saddr[1])  # type: ignore[index]
-                if as_text:
-                    got = texts.get(columns_of)
-                    if got is None:
-                        got = texts[columns_of] = tuple(map(encode, columns_of))  # type: ignore[assignment]
-                    family, ip, _port, unix_path = got
+                family, ip, port, unix_path = _sockaddr_at(saddr[1])  # type: ignore[index]
+                if as_text:  # an int or None, a str or None each
+                    family = null if family is None else integer(family)
                     port = null if port is None else integer(port)
-                else:
-                    family, ip, _port, unix_path = columns_of
+                    ip = null if ip is None else ip
+                    unix_path = null if unix_path is None else unix_path
             if with_family:
                 row["family"] = family
             if with_address:  # the local side for bind, the remote side else (_socket_columns)
@@ -1250,7 +1246,7 @@ def socket_rows(
 # An AF_INET / AF_INET6 saddr's hex family (host order, as decode_sockaddr reads it), either
 # case, and the hex length from which it holds the whole address (else decode_sockaddr's).
 _INET_HEX = {
-    hexed: length
+    hexed: (family, length)
     for family, length in ((AF_INET, 16), (AF_INET6, 48))
     for raw in [family.to_bytes(2, sys.byteorder).hex().encode()]
     for hexed in (raw, raw.upper())
@@ -1258,12 +1254,19 @@ _INET_HEX = {
 _NO_PORT = b"0000"
 
 
-def _sockaddr_port(saddr: bytes) -> tuple[Address, int | None]:
-    """_sockaddr_columns of a saddr hex as (the columns with port 0, the port): an AF_INET or
-    AF_INET6 address is worked out once for every port (a storm to one host cycles ports)."""
-    length = _INET_HEX.get(saddr[:4])
-    if length is None or len(saddr) < length:
-        columns = _sockaddr_columns(saddr)
-        return columns, columns[2]
-    # the port: bytes 2-3, big-endian (decode_sockaddr)
-    return _sockaddr_columns(saddr[:4] + _NO_PORT + saddr[8:]), int(saddr[4:8], 16)
+def _sockaddr_at(saddr: bytes) -> Address:
+    """_sockaddr_columns of a saddr hex, without its cache for the addresses a storm cycles
+    through: an AF_INET one read in place (decode_sockaddr's layout: the port in bytes 2-3,
+    big-endian, the address in bytes 4-7), an AF_INET6 one worked out once for every port."""
+    found = _INET_HEX.get(saddr[:4])
+    if found is None or len(saddr) < found[1]:
+        return _sockaddr_columns(saddr)
+    if found[0] == AF_INET:
+        return (
+            AF_INET,
+            socket.inet_ntoa(bytes.fromhex(saddr[8:16].decode())),
+            int(saddr[4:8], 16),
+            None,
+        )
+    family, address, _port, path = _sockaddr_columns(saddr[:4] + _NO_PORT + saddr[8:])
+    return family, address, int(saddr[4:8], 16), path
