@@ -1068,13 +1068,17 @@ def process_rows(
     head_match = _SYSCALL_HEAD.match
     exec_shape = _exec_shape
     template_of = _exec_template_of
+    last_types: object = None
+    shape = None
     for data, offsets, starts, all_types, stamps, indices in runs:
         find = data.find
         for index in indices:
             types = all_types[index]
             first = starts[index]
             start = offsets[first]
-            shape = exec_shape(types) if types.__class__ is tuple else None
+            if types is not last_types:  # events of one shape share their types tuple
+                last_types = types
+                shape = exec_shape(types) if types.__class__ is tuple else None
             head = head_match(data, start, offsets[first + 1]) if shape is not None else None
             template = None
             if head is not None:
@@ -1083,6 +1087,19 @@ def process_rows(
                 after = find(b"):", start + 6) + 2 - start
                 arch, nr, success, exit_text, _a0, ppid, pid = head.groups()
                 at = first + cwd_at
+                if len(paths_at) == 2:  # the usual exec: the program and its loader
+                    one, two = first + paths_at[0], first + paths_at[1]
+                    paths = (
+                        data[offsets[one] + after : offsets[one + 1]],
+                        data[offsets[two] + after : offsets[two + 1]],
+                    )
+                else:
+                    paths = tuple(
+                        [
+                            data[offsets[first + i] + after : offsets[first + i + 1]]
+                            for i in paths_at
+                        ]
+                    )
                 template = template_of(
                     arch,
                     nr,
@@ -1090,12 +1107,7 @@ def process_rows(
                     exit_text,
                     data[head.end() : offsets[first + 1]],
                     data[offsets[at] + after : offsets[at + 1]] if cwd_at >= 0 else None,
-                    tuple(
-                        [
-                            data[offsets[first + i] + after : offsets[first + i + 1]]
-                            for i in paths_at
-                        ]
-                    ),
+                    paths,
                 )
             argv_text = None
             if template is not None and with_args:
