@@ -959,6 +959,11 @@ class _Views:
         self.text = text
         self.found: dict[int, tuple[dict, dict]] = {}
 
+    def row(self, template: dict) -> dict:
+        """A new row: a copy of the template's view."""
+        view = self.found.get(id(template))
+        return (view[1] if view is not None and view[0] is template else self.make(template)).copy()
+
     def make(self, template: dict) -> dict:
         view = {name: template[name] for name in self.columns}
         if self.text is not None:
@@ -1042,6 +1047,46 @@ def _argv_at(data: bytes, start: int, end: int) -> tuple[str, str, int] | None:
     return cmdline, '["' + cmdline.replace(" ", '", "') + '"]', len(joined)
 
 
+_TIME_COLUMNS = frozenset({"time", "uptime", "time_ms", "serial"})
+
+
+def _times_setter(
+    wanted: frozenset[str], boot_time: float, text: TextEncoding | None
+) -> Callable[[dict, Sequence[int], int], None]:
+    """What sets a row's time, uptime, time_ms and serial (those `wanted`, as text if asked)
+    from a run's stamps, as _with_times does."""
+    with_time, with_uptime = "time" in wanted, "uptime" in wanted
+    with_ms, with_serial = "time_ms" in wanted, "serial" in wanted
+    as_text = text is not None
+    integer = text.integer if text is not None else int
+    null = text.null if text is not None else None
+
+    def put_times(row: dict, stamps: Sequence[int], index: int) -> None:
+        at = 3 * index
+        sec = stamps[at]
+        if with_time:
+            row["time"] = integer(sec) if as_text else sec
+        if with_uptime:
+            uptime = int(sec + stamps[at + 1] / 1000 - boot_time)
+            row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
+        if with_ms:
+            ms = sec * 1000 + stamps[at + 1]
+            row["time_ms"] = integer(ms) if as_text else ms
+        if with_serial:
+            serial = stamps[at + 2]
+            row["serial"] = integer(serial) if as_text else serial
+
+    return put_times
+
+
+def _event_at(run: Run, index: int) -> Event:
+    """Item `index` of a run as an Event, for the careful builders."""
+    data, offsets, starts = run.data, run.offsets, run.starts
+    payloads = [data[offsets[j] : offsets[j + 1]] for j in range(starts[index], starts[index + 1])]
+    at = 3 * index
+    return Event(run.types[index], payloads, True, tuple(run.stamps[at : at + 3]))  # type: ignore[arg-type]
+
+
 def process_rows(
     runs: Iterable[Run],
     boot_time: float,
@@ -1054,23 +1099,23 @@ def process_rows(
     rows: list[dict | None] = []
     add = rows.append
     views = _Views(columns, text)
-    found = views.found
+    new_row = views.row
     wanted = frozenset(columns)
     with_pid, with_parent = "pid" in wanted, "parent" in wanted
     with_args = not wanted.isdisjoint(_ARGV_COLUMNS)
     with_cmdline, with_argv = "cmdline" in wanted, "argv" in wanted
     with_size = "cmdline_size" in wanted
-    with_time, with_uptime = "time" in wanted, "uptime" in wanted
-    with_ms, with_serial = "time_ms" in wanted, "serial" in wanted
+    put_times = _times_setter(wanted, boot_time, text)
+    with_times = not wanted.isdisjoint(_TIME_COLUMNS)
     as_text = text is not None
     integer = text.integer if text is not None else int
-    null = text.null if text is not None else None
     head_match = _SYSCALL_HEAD.match
     exec_shape = _exec_shape
     template_of = _exec_template_of
     last_types: object = None
     shape = None
-    for data, offsets, starts, all_types, stamps, indices in runs:
+    for run in runs:
+        data, offsets, starts, all_types, stamps, indices = run
         find = data.find
         for index in indices:
             types = all_types[index]
@@ -1120,17 +1165,9 @@ def process_rows(
                     else:
                         argv_text = argv_columns(args)
             if template is None:
-                payloads = [
-                    data[offsets[j] : offsets[j + 1]] for j in range(first, starts[index + 1])
-                ]
-                when = stamps[3 * index : 3 * index + 3]
-                event = Event(types, payloads, True, when)  # type: ignore[arg-type]
-                add(cut_row(process_row(event, boot_time), columns, text))
+                add(cut_row(process_row(_event_at(run, index), boot_time), columns, text))
                 continue
-            view = found.get(id(template))
-            row = (
-                view[1] if view is not None and view[0] is template else views.make(template)
-            ).copy()
+            row = new_row(template)
             if with_pid:
                 row["pid"] = integer(int(pid)) if as_text else int(pid)
             if argv_text is not None:
@@ -1143,18 +1180,8 @@ def process_rows(
                     row["argv"] = argv
             if with_parent:
                 row["parent"] = integer(int(ppid)) if as_text else int(ppid)
-            sec = stamps[3 * index]
-            if with_time:
-                row["time"] = integer(sec) if as_text else sec
-            if with_uptime:
-                uptime = int(sec + stamps[3 * index + 1] / 1000 - boot_time)
-                row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
-            if with_ms:
-                ms = sec * 1000 + stamps[3 * index + 1]
-                row["time_ms"] = integer(ms) if as_text else ms
-            if with_serial:
-                serial = stamps[3 * index + 2]
-                row["serial"] = integer(serial) if as_text else serial
+            if with_times:
+                put_times(row, stamps, index)
             add(row)
     return rows
 
@@ -1170,7 +1197,7 @@ def socket_rows(
     rows: list[dict | None] = []
     add = rows.append
     views = _Views(columns, text)
-    found = views.found
+    new_row = views.row
     wanted = frozenset(columns)
     with_family, with_socket = "family" in wanted, "socket" in wanted
     # The address columns the query uses on each side (None for one it does not).
@@ -1178,15 +1205,16 @@ def socket_rows(
     remote = [name if name in wanted else None for name in ("remote_address", "remote_port")]
     with_address = local != [None, None] or remote != [None, None]
     with_pid, with_fd = "pid" in wanted, "fd" in wanted
-    with_time, with_uptime = "time" in wanted, "uptime" in wanted
-    with_ms, with_serial = "time_ms" in wanted, "serial" in wanted
+    put_times = _times_setter(wanted, boot_time, text)
+    with_times = not wanted.isdisjoint(_TIME_COLUMNS)
     as_text = text is not None
     integer = text.integer if text is not None else int
     null = text.null if text is not None else None
     with_sockaddr = with_family or with_address or with_socket
     head_match = _SYSCALL_HEAD.match
     saddr_search = _SADDR.search
-    for data, offsets, starts, all_types, stamps, indices in runs:
+    for run in runs:
+        data, offsets, starts, all_types, stamps, indices = run
         count = data.count
         for index in indices:
             types = all_types[index]
@@ -1208,17 +1236,9 @@ def socket_rows(
                             arch, nr, success, exit_text, data[head.end() : end]
                         )
             if template is None:
-                payloads = [
-                    data[offsets[j] : offsets[j + 1]] for j in range(first, starts[index + 1])
-                ]
-                when = stamps[3 * index : 3 * index + 3]
-                event = Event(types, payloads, True, when)  # type: ignore[arg-type]
-                add(cut_row(socket_row(event, boot_time), columns, text))
+                add(cut_row(socket_row(_event_at(run, index), boot_time), columns, text))
                 continue
-            view = found.get(id(template))
-            row = (
-                view[1] if view is not None and view[0] is template else views.make(template)
-            ).copy()
+            row = new_row(template)
             if with_sockaddr:
                 family, ip, port, unix_path = _sockaddr_at(saddr[1])  # type: ignore[index]
                 if as_text:  # an int or None, a str or None each
@@ -1239,18 +1259,8 @@ def socket_rows(
                 row["pid"] = integer(int(pid)) if as_text else int(pid)
             if with_fd:
                 row["fd"] = str(int(a0, 16))
-            sec = stamps[3 * index]
-            if with_time:
-                row["time"] = integer(sec) if as_text else sec
-            if with_uptime:
-                uptime = int(sec + stamps[3 * index + 1] / 1000 - boot_time)
-                row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
-            if with_ms:
-                ms = sec * 1000 + stamps[3 * index + 1]
-                row["time_ms"] = integer(ms) if as_text else ms
-            if with_serial:
-                serial = stamps[3 * index + 2]
-                row["serial"] = integer(serial) if as_text else serial
+            if with_times:
+                put_times(row, stamps, index)
             add(row)
     return rows
 
