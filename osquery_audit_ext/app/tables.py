@@ -10,7 +10,7 @@ from ..audit.rule.format import describe_rule, format_rule
 from ..errors import AuditExtError
 from ..events.ring import Entry, EventRing
 from ..events.routing import TableRows
-from ..sdk.plugin import TEXT, QueryContext, Table, TextEncoding, encode_rows
+from ..sdk.plugin import TEXT_FORM, QueryContext, Table, TextEncoding, encode_rows
 from ..sdk.tablespec import load_spec
 from .consumers import ConsumerCursors, Narrowing
 
@@ -123,7 +123,7 @@ class EventTable(Table):
         of a subclass's own generate encoded after it)."""
         if type(self).generate is not EventTable.generate:
             return super().encoded_rows(context)
-        return self._rows(context, TEXT)  # type: ignore[return-value]
+        return self._rows(context, TEXT_FORM)  # type: ignore[return-value]
 
     def _rows(self, context: QueryContext, text: TextEncoding | None) -> list[dict[str, object]]:
         """The query's rows, as typed values or (text) in osquery's text form."""

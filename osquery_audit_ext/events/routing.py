@@ -185,7 +185,7 @@ class TableRows:
         self, one: Callable[[object], dict | None], many: ManyRows | None = None, boot: float = 0
     ) -> None:
         """one: an item's whole row; many (rows.py's process_rows, socket_rows): the rows of
-        many items' (types, payloads, sec, msec, serial) at once, else `one` for each item."""
+        many items at once, from their blocks (blocks.item_runs), else `one` for each item."""
         self._one = one
         self._many = many
         self._boot_time = boot

@@ -214,7 +214,7 @@ class TextEncoding(NamedTuple):
     null: str = NULL_TEXT
 
 
-TEXT = TextEncoding()
+TEXT_FORM = TextEncoding()  # osquery's text form, as encode_value writes it
 
 
 class Table:

@@ -29,7 +29,7 @@ from osquery_audit_ext.events.rows import cut_row
 from osquery_audit_ext.sdk.plugin import (
     EQUALS,
     GREATER_THAN,
-    TEXT,
+    TEXT_FORM,
     Constraint,
     ConstraintList,
     QueryContext,
@@ -199,7 +199,7 @@ def check_every_way(router: EventRouter, table: str, picked: list[str]) -> int:
         assert [list(row) for row in typed if row is not None] == [columns] * len(
             [row for row in careful if row is not None]
         )
-        text = build.rows(items, columns, TEXT)
+        text = build.rows(items, columns, TEXT_FORM)
         assert text == [None if row is None else encode_row(spec, row) for row in typed]
     return len([row for row in careful if row is not None])
 
@@ -237,7 +237,7 @@ def test_items_not_in_blocks_are_built_too() -> None:
         mixed = [loose[n] if n % 3 == 0 else item for n, item in enumerate(items)]
         want = [build(item) for item in items]
         assert build.rows(mixed, BUILT[table], None) == want
-        assert build.rows(mixed, BUILT[table], TEXT) == [
+        assert build.rows(mixed, BUILT[table], TEXT_FORM) == [
             None if row is None else encode_row(load_spec(table), row) for row in want
         ]
 
@@ -296,7 +296,7 @@ def test_rows_while_the_reader_appends_and_seals() -> None:
             for table in TABLES:
                 build = router.builder(table)
                 items = [item for *_, item in router.rings()[table].query()]
-                got = build.rows(items, BUILT[table], TEXT)
+                got = build.rows(items, BUILT[table], TEXT_FORM)
                 want = [build(item) for item in items]
                 assert got == [
                     None if row is None else encode_row(load_spec(table), row) for row in want
