@@ -1213,24 +1213,30 @@ def socket_rows(
     with_sockaddr = with_family or with_address or with_socket
     head_match = _SYSCALL_HEAD.match
     saddr_search = _SADDR.search
+    last_types: object = None
+    sockaddr_at = -1  # where the SOCKADDR record is in the events of the last shape seen
     for run in runs:
         data, offsets, starts, all_types, stamps, indices = run
         count = data.count
         for index in indices:
             types = all_types[index]
+            if types is not last_types:  # events of one shape share their types tuple
+                last_types = types
+                sockaddr_at = (
+                    types.index(AUDIT_SOCKADDR)
+                    if types and types[0] == AUDIT_SYSCALL and AUDIT_SOCKADDR in types
+                    else -1
+                )
             first = starts[index]
             template = None
-            if types and types[0] == AUDIT_SYSCALL and AUDIT_SOCKADDR in types:
+            if sockaddr_at > 0:
                 end = offsets[first + 1]
                 head = head_match(data, offsets[first], end)
                 if head is not None:
-                    at = first + types.index(AUDIT_SOCKADDR)
+                    at = first + sockaddr_at
                     saddr = saddr_search(data, offsets[at], offsets[at + 1])
-                    if (
-                        saddr is not None
-                        and not (saddr.end(1) - saddr.start(1)) % 2
-                        and count(b"saddr=", offsets[at], offsets[at + 1]) == 1
-                    ):
+                    hexed = saddr[1] if saddr is not None else b"-"
+                    if not len(hexed) % 2 and count(b"saddr=", offsets[at], offsets[at + 1]) == 1:
                         arch, nr, success, exit_text, a0, _ppid, pid = head.groups()
                         template = _socket_template(
                             arch, nr, success, exit_text, data[head.end() : end]
@@ -1240,7 +1246,7 @@ def socket_rows(
                 continue
             row = new_row(template)
             if with_sockaddr:
-                family, ip, port, unix_path = _sockaddr_at(saddr[1])  # type: ignore[index]
+                family, ip, port, unix_path = _sockaddr_at(hexed)
                 if as_text:  # an int or None, a str or None each
                     family = null if family is None else integer(family)
                     port = null if port is None else integer(port)
