@@ -9,7 +9,8 @@ from ..audit.rule.codec import decode_rule
 from ..audit.rule.format import describe_rule, format_rule
 from ..errors import AuditExtError
 from ..events.ring import Entry, EventRing
-from ..sdk.plugin import QueryContext, Table
+from ..events.routing import TableRows
+from ..sdk.plugin import TEXT_FORM, QueryContext, Table, TextEncoding, encode_rows
 from ..sdk.tablespec import load_spec
 from .consumers import ConsumerCursors, Narrowing
 
@@ -103,14 +104,29 @@ class EventTable(Table):
         consumers: ConsumerCursors | None = None,
         run_start: int = 1,
     ) -> None:
+        """build_row: an item's whole row; a TableRows (routing.py's builder) also builds
+        many items' rows at once, only the columns a query uses, and in osquery's text form
+        for the handler (encoded_rows)."""
         self.spec = load_spec(name)
         self.all_columns = frozenset(self.spec.column_names)
         self.ring = ring
         self.build_row = build_row
+        self.build_rows = build_row.rows if isinstance(build_row, TableRows) else None
         self.consumers = consumers
         self.run_start = run_start  # the first eid this run hands out (consumers.py)
 
     def generate(self, context: QueryContext) -> Iterable[dict[str, object]]:
+        return self._rows(context, None)
+
+    def encoded_rows(self, context: QueryContext) -> list[dict[str, str]]:
+        """generate's rows as the handler sends them, made in the text form directly (those
+        of a subclass's own generate encoded after it)."""
+        if type(self).generate is not EventTable.generate:
+            return super().encoded_rows(context)
+        return self._rows(context, TEXT_FORM)  # type: ignore[return-value]
+
+    def _rows(self, context: QueryContext, text: TextEncoding | None) -> list[dict[str, object]]:
+        """The query's rows, as typed values or (text) in osquery's text form."""
         time_min, time_max = context.int_bounds("time")
         eids = [int(e) for e in context.equals("eid") if e.isdigit()]
         pids = [int(p) for p in context.equals("pid") if p.lstrip("-").isdigit()]
@@ -129,35 +145,71 @@ class EventTable(Table):
         if len(consumers) > 1:
             return []  # consumer = 'a' AND consumer = 'b' matches nothing: move no cursor
         consumer = consumers.pop() if consumers else None
-        entries = self._entries(consumer, narrowing)
         used = context.cols_used
         if used is not None and used <= self.INDEX_COLUMNS:
-            # count(*) and the like: the ring's index answers without building rows, and
-            # only the columns the query uses are sent (count(*) over an extension: none).
-            if not used:
-                return [{} for _ in entries]
-            index = [n for n in _INDEX_ORDER if n in used and n in self.all_columns]
-            if index == ["eid", "time", "pid"]:  # a table inside the core: its key is used
-                return [
-                    {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid}
-                    for eid, when, pid, _item in entries
-                ]
-            rows = []
-            for eid, when, pid, _item in entries:
-                values = {
-                    "eid": str(eid).zfill(EID_WIDTH),
-                    "time": when,
-                    "pid": pid,
-                    "consumer": consumer,  # SQLite re-checks the constraint on every row
-                }
-                rows.append({n: values[n] for n in index})
-            return rows
+            rows = self._index_rows(self._entries(consumer, narrowing), used, consumer)
+            return rows if text is None else encode_rows(self.spec, rows)  # type: ignore[return-value]
         # Send only the columns the query uses: most of the cost of a large answer is
-        # encoding and sending values nobody reads. Few unused (SELECT * leaves out hidden
-        # columns): drop them from each built row; many: copy the used ones.
-        build = self.build_row
+        # encoding and sending values nobody reads.
         names = self.spec.column_names
         wanted = names if used is None else [n for n in names if n in used]
+        if self.build_rows is None:
+            rows = self._built_rows(self._entries(consumer, narrowing), wanted, consumer)
+            return rows if text is None else encode_rows(self.spec, rows)  # type: ignore[return-value]
+        if consumer is None:  # the ring's eids and items apart: no tuple per entry
+            eids, items = self.ring.query_items(**_ring_bounds(narrowing))
+        else:
+            entries = self._entries(consumer, narrowing)
+            eids, items = [entry[0] for entry in entries], [entry[3] for entry in entries]
+        built = self.build_rows(items, [n for n in wanted if n not in _ADDED], text)
+        with_eid, with_consumer = "eid" in wanted, "consumer" in wanted
+        if not with_eid and not with_consumer:
+            return [row for row in built if row is not None]
+        # SQLite re-checks a consumer constraint on every row: it is sent back as given.
+        value = consumer if text is None else text.value(consumer)
+        rows = []
+        for eid, row in zip(eids, built):
+            if row is None:
+                continue
+            if with_eid:
+                row["eid"] = str(eid).zfill(EID_WIDTH)
+            if with_consumer:
+                row["consumer"] = value
+            rows.append(row)
+        return rows
+
+    def _index_rows(
+        self, entries: list[Entry], used: frozenset[str], consumer: str | None
+    ) -> list[dict[str, object]]:
+        """count(*) and the like: the ring's index answers without building rows, and only
+        the columns the query uses are sent (count(*) over an extension: none)."""
+        if not used:
+            return [{} for _ in entries]
+        index = [n for n in _INDEX_ORDER if n in used and n in self.all_columns]
+        if index == ["eid", "time", "pid"]:  # a table inside the core: its key is used
+            return [
+                {"eid": str(eid).zfill(EID_WIDTH), "time": when, "pid": pid}
+                for eid, when, pid, _item in entries
+            ]
+        rows = []
+        for eid, when, pid, _item in entries:
+            values = {
+                "eid": str(eid).zfill(EID_WIDTH),
+                "time": when,
+                "pid": pid,
+                "consumer": consumer,  # SQLite re-checks the constraint on every row
+            }
+            rows.append({n: values[n] for n in index})
+        return rows
+
+    def _built_rows(
+        self, entries: list[Entry], wanted: list[str], consumer: str | None
+    ) -> list[dict[str, object]]:
+        """Rows from build_row an item at a time, cut to the wanted columns. Few unused
+        (SELECT * leaves out hidden columns): drop them from each built row; many: copy the
+        used ones."""
+        build = self.build_row
+        names = self.spec.column_names
         unused = [n for n in names if n not in wanted and n not in _ADDED]
         drop = len(unused) < len(wanted)
         with_eid = "eid" in wanted
@@ -183,18 +235,23 @@ class EventTable(Table):
 
     def _entries(self, consumer: str | None, narrowing: Narrowing) -> list[Entry]:
         if consumer is None:
-            return self.ring.query(
-                time_min=narrowing.time_min,
-                time_max=narrowing.time_max,
-                eid_min=narrowing.eid_min,
-                eid_max=narrowing.eid_max,
-                pids=narrowing.pids,
-            )
+            return self.ring.query(**_ring_bounds(narrowing))
         if self.consumers is None:
             raise AuditExtError(f"{self.name}: consumer cursors are not available here")
         return self.consumers.read(
             self.name, self.ring, consumer, run_start=self.run_start, narrowing=narrowing
         )
+
+
+def _ring_bounds(narrowing: Narrowing) -> dict[str, object]:
+    """A query's narrowing as EventRing.query's keyword arguments."""
+    return {
+        "time_min": narrowing.time_min,
+        "time_max": narrowing.time_max,
+        "eid_min": narrowing.eid_min,
+        "eid_max": narrowing.eid_max,
+        "pids": narrowing.pids,
+    }
 
 
 class AuditConsumersTable(Table):

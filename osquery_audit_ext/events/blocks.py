@@ -20,8 +20,9 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
+from typing import NamedTuple
 
 BLOCK_ITEMS = 128  # events a block holds before it is sealed
 _ZLIB_LEVEL = 1
@@ -88,12 +89,18 @@ class Block:
     def unpack(self) -> tuple[list[bytes], list[int]]:
         """A sealed block's payloads in one list, and where each item's start in it (one
         more at the end): the slicing done by C loops (accumulate, zip) but one."""
+        data, offsets, starts = self.unpack_data()
+        pieces = [data[start:end] for start, end in zip(offsets, offsets[1:])]
+        return pieces, starts
+
+    def unpack_data(self) -> tuple[bytes, list[int], list[int]]:
+        """A sealed block's blob decompressed, where each payload starts in it (one more at
+        the end), and each item's first payload (an index into those, one more at the end)."""
         data = zlib.decompress(self.blob)  # type: ignore[arg-type]
         counts = list(map(len, self.types))
         total = sum(counts)
         offsets = list(accumulate(_lengths_struct(total).unpack_from(data), initial=4 * total))
-        pieces = [data[start:end] for start, end in zip(offsets, offsets[1:])]
-        return pieces, list(accumulate(counts, initial=0))
+        return data, offsets, list(accumulate(counts, initial=0))
 
 
 class BlockWriter:
@@ -136,3 +143,71 @@ class BlockReader:
 def is_block_item(item: object) -> bool:
     """Whether a ring item is (block, index) rather than (types, payloads...)."""
     return item[0].__class__ is Block  # type: ignore[index]
+
+
+class Run(NamedTuple):
+    """Items of one block a query selected, as row builders take them: every payload of the
+    block in one bytes object, so a builder slices only the parts it reads."""
+
+    data: bytes  # the payloads, one after another
+    offsets: list[int]  # where each payload starts in data, and one more at the end
+    starts: list[int]  # each item's first payload (an index into offsets), one more at the end
+    types: Sequence[tuple[int, ...]]  # each item's record types
+    stamps: Sequence[int]  # each item's (seconds, milliseconds, serial), flat
+    indices: list[int]  # the items selected, in order
+
+
+# An event as (record types, payloads, seconds, milliseconds, serial).
+Parts = tuple[tuple[int, ...], Sequence[bytes], int, int, int]
+
+
+def _run_of(
+    types: Sequence[tuple[int, ...]],
+    payloads: Iterable[bytes],
+    stamps: Sequence[int],
+    indices: list[int],
+) -> Run:
+    """A Run of payloads kept apart (an open block, an item not in a block)."""
+    flat = list(payloads)
+    offsets = list(accumulate(map(len, flat), initial=0))
+    starts = list(accumulate(map(len, types), initial=0))
+    return Run(b"".join(flat), offsets, starts, types, stamps, indices)
+
+
+def item_runs(items: Iterable[object], other: Callable[[object], Parts]) -> Iterator[Run]:
+    """The items (in eid order: a block's items come together) as one Run per block, each
+    sealed block decompressed once; `other` gives the parts of an item that is not
+    (block, index).
+
+    Thread safety as BlockReader: an open block's payload list is read once into a local
+    (the reader may seal it meanwhile; the list itself is not changed), and the stamps and
+    types of an item the ring holds were appended before its ring entry, so a snapshot of
+    them taken now holds every selected item's."""
+    block = None
+    indices: list[int] = []
+    for item in items:
+        held = item[0]  # type: ignore[index]
+        if held is block:
+            indices.append(item[1])  # type: ignore[index]
+            continue
+        if block is not None:
+            yield _block_run(block, indices)
+            block = None
+        if held.__class__ is Block:
+            block, indices = held, [item[1]]  # type: ignore[index]
+            continue
+        types, payloads, sec, msec, serial = other(item)
+        yield _run_of([types], payloads, [sec, msec, serial], [0])
+    if block is not None:
+        yield _block_run(block, indices)
+
+
+def _block_run(block: Block, indices: list[int]) -> Run:
+    open_ = block.open
+    stamps = block.stamps.tolist()
+    if open_ is not None:
+        held = open_[: max(indices) + 1]  # the items selected were appended before the query
+        flat = [payload for payloads in held for payload in payloads]
+        return _run_of(block.types[: len(held)], flat, stamps, indices)
+    data, offsets, starts = block.unpack_data()
+    return Run(data, offsets, starts, block.types, stamps, indices)

@@ -257,6 +257,38 @@ class EventRing:
         pids: Collection[int] | None = None,
     ) -> list[Entry]:
         """(eid, time, pid, item) in eid order matching every bound (inclusive) and the pid set."""
+        eids, snapshot, selected = self._selected(time_min, time_max, eid_min, eid_max, pids)
+        if selected is None:
+            selected = zip(eids, snapshot)
+        return [(eid, when, pid, item) for eid, (when, pid, item) in selected]
+
+    def query_items(
+        self,
+        *,
+        time_min: float | None = None,
+        time_max: float | None = None,
+        eid_min: int | None = None,
+        eid_max: int | None = None,
+        pids: Collection[int] | None = None,
+    ) -> tuple[list[int], list[object]]:
+        """query()'s eids and items, as two lists: no tuple per entry (a scan that builds
+        rows reads the items alone)."""
+        eids, snapshot, selected = self._selected(time_min, time_max, eid_min, eid_max, pids)
+        if selected is None:
+            return list(eids), [entry[2] for entry in snapshot]
+        pairs = list(selected)
+        return [eid for eid, _entry in pairs], [entry[2] for _eid, entry in pairs]
+
+    def _selected(
+        self,
+        time_min: float | None,
+        time_max: float | None,
+        eid_min: int | None,
+        eid_max: int | None,
+        pids: Collection[int] | None,
+    ) -> tuple[Iterable[int], list[tuple], Iterable[tuple[int, tuple]] | None]:
+        """The eids and entries between the bounds found by bisection, and (when a time or
+        pid bound leaves some out) the (eid, entry) pairs selected; None when all are."""
         now = self._clock()
         with self._lock:
             self._expire_locked(now)
@@ -273,7 +305,9 @@ class EventRing:
                 high = min(high, bisect_right(self._running_max, time_max + lag, start, end))
             snapshot = self._entries[low:high] if low < high else []
             eids = self._eids(low, high) if snapshot else ()
-        selected = zip(eids, snapshot)
+        if time_min is None and time_max is None and pids is None:
+            return eids, snapshot, None
+        selected: Iterable[tuple[int, tuple]] = zip(eids, snapshot)
         if time_min is not None or time_max is not None:
             low_t = float("-inf") if time_min is None else time_min
             high_t = float("inf") if time_max is None else time_max
@@ -284,4 +318,4 @@ class EventRing:
             )
         if pids is not None:
             selected = ((eid, entry) for eid, entry in selected if entry[1] in pids)
-        return [(eid, when, pid, item) for eid, (when, pid, item) in selected]
+        return eids, snapshot, selected

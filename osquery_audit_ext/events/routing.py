@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..audit.consts import AF_UNIX, AUDIT_PATH, AUDIT_SECCOMP, AUDIT_SOCKADDR, AUDIT_SYSCALL
-from .blocks import BlockReader, BlockWriter, is_block_item
+from .blocks import BlockReader, BlockWriter, Parts, is_block_item, item_runs
 from .coalesce import Event
 from .file_rows import PROCESS_FILE_EVENTS, FilePaths, dirfd_paths_from_proc, file_row
 from .journal import RingJournal
@@ -55,9 +55,14 @@ from .rows import (
     FORK_SYSCALLS,
     KILL_SYSCALLS,
     SOCKET_ACTIONS,
+    ManyRows,
+    TextEncoding,
     audit_syscall_name,
+    cut_row,
     process_row,
+    process_rows,
     socket_row,
+    socket_rows,
 )
 from .user_rows import USER_EVENTS, is_user_message, user_row
 
@@ -159,6 +164,46 @@ def stored_event(item: object, reader: BlockReader | None = None) -> Event:
     return Event(types, list(payloads))
 
 
+def _item_parts(item: object) -> Parts:
+    """An item not kept in a block as (types, payloads, sec, msec, serial)."""
+    event = stored_event(item)
+    return event.types, event.payloads, event.sec, event.msec, event.serial  # type: ignore[return-value]
+
+
+# The tables whose rows are built many at a time (rows.py), from items kept in blocks.
+_MANY_ROWS: dict[str, ManyRows] = {PROCESS_EVENTS: process_rows, SOCKET_EVENTS: socket_rows}
+
+
+class TableRows:
+    """One table's row builder: called with an item, its whole row; `rows` builds the rows
+    of every item a query selected at once, only the columns it uses, in osquery's text
+    form if asked (EventTable uses it)."""
+
+    __slots__ = ("_boot_time", "_many", "_one")
+
+    def __init__(
+        self, one: Callable[[object], dict | None], many: ManyRows | None = None, boot: float = 0
+    ) -> None:
+        """one: an item's whole row; many (rows.py's process_rows, socket_rows): the rows of
+        many items at once, from their blocks (blocks.item_runs), else `one` for each item."""
+        self._one = one
+        self._many = many
+        self._boot_time = boot
+
+    def __call__(self, item: object) -> dict | None:
+        return self._one(item)
+
+    def rows(
+        self, items: Iterable[object], columns: Sequence[str], text: TextEncoding | None
+    ) -> list[dict | None]:
+        """The row of each item (None where it gives none) holding `columns` only, in that
+        order, as text if `text`: the same as cut_row(self(item), columns, text)."""
+        if self._many is not None:
+            return self._many(item_runs(items, _item_parts), self._boot_time, columns, text)
+        build = self._one
+        return [cut_row(build(item), columns, text) for item in items]
+
+
 class EventRouter:
     """The reader's sink: puts each completed event that gives a row into its table's ring."""
 
@@ -202,8 +247,8 @@ class EventRouter:
             **self.other_rings,
         }
 
-    def builder(self, table: str) -> Callable[[object], dict | None]:
-        """The function that turns one of `table`'s items back into its row."""
+    def builder(self, table: str) -> TableRows:
+        """`table`'s row builder: called with one item, its row; .rows for many at once."""
         if table == PROCESS_FILE_EVENTS:
             file_paths, accesses, boot_time = self.file_paths, self.fim_accesses, self.boot_time
 
@@ -213,7 +258,7 @@ class EventRouter:
                 event = stored_event(item[:2])  # type: ignore[index]
                 return file_row(event, boot_time, file_paths, accesses=accesses, dirfd_paths=dirs)
 
-            return build_file_row
+            return TableRows(build_file_row)
         if table in RECORD_ROWS:
             build = RECORD_ROWS[table]
         else:
@@ -224,7 +269,7 @@ class EventRouter:
         def build_row(item: object) -> dict | None:
             return build(stored_event(item, reader), boot)  # type: ignore[arg-type]
 
-        return build_row
+        return TableRows(build_row, _MANY_ROWS.get(table), boot)
 
     def ring_items(self, table: str, entries: Iterable[Entry]) -> Iterator[Entry]:
         """Entries read back from the durable ring with their items as the ring keeps them

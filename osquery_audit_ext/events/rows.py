@@ -29,10 +29,14 @@ import errno
 import functools
 import json
 import re
-from collections.abc import Callable
-from typing import NamedTuple, Optional
+import socket
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Optional, Protocol
 
 from ..audit.consts import (
+    AF_INET,
+    AF_INET6,
     AF_UNIX,
     AUDIT_CWD,
     AUDIT_EXECVE,
@@ -43,6 +47,7 @@ from ..audit.consts import (
     AUDIT_SYSCALL,
 )
 from ..audit.syscalls import arch_token, machine_for_audit_arch, syscall_name
+from .blocks import Run
 from .coalesce import Event
 from .records import (
     Argv,
@@ -909,3 +914,387 @@ def _socket_row(event: Event, boot_time: float) -> dict | None:
         syscall_fields.get("success") == "yes",
         parse_decimal(syscall_fields.get("exit")),
     )
+
+
+# -- many rows at once ------------------------------------------------------------------------
+#
+# A query over a ring builds thousands of rows: the builders below take every event a query
+# selected as (types, payloads, sec, msec, serial) parts (blocks.item_parts decodes each block
+# once), run the fast paths above in one loop without an Event per row, build only the
+# columns the query uses, and can make the rows in osquery's text form directly (a text copy
+# of each cached template, the per-event values turned to text once). Events the fast paths
+# do not take go through process_row/socket_row as they are, the row then cut and encoded.
+
+
+class TextEncoding(Protocol):
+    """How osquery's text form writes values (sdk/plugin.py's encode_value and the two rules
+    of it the builders apply directly); passed in by the app so events/ holds no copy."""
+
+    @property
+    def value(self) -> Callable[[object], str]: ...
+    @property
+    def integer(self) -> Callable[[int], str]: ...
+    @property
+    def null(self) -> str: ...
+
+
+# the items' runs, boot time, the columns wanted (spec order), the text encoding or None ->
+# each item's row or None (process_rows, socket_rows).
+ManyRows = Callable[[Iterable[Run], float, Sequence[str], "TextEncoding | None"], list]
+
+# The process_events columns an exec's EXECVE record gives (overflows: whether it is whole).
+_ARGV_COLUMNS = frozenset({"cmdline", "argv", "cmdline_size", "overflows"})
+
+
+class _Views:
+    """Per query: each cached row template cut to the query's columns (as text if asked).
+
+    Keyed by the template's id, with the template kept beside its view so an id reused by a
+    later template (after the lru_cache dropped the first) is never mistaken for it."""
+
+    __slots__ = ("columns", "found", "text")
+
+    def __init__(self, columns: Sequence[str], text: TextEncoding | None) -> None:
+        self.columns = columns
+        self.text = text
+        self.found: dict[int, tuple[dict, dict]] = {}
+
+    def row(self, template: dict) -> dict:
+        """A new row: a copy of the template's view."""
+        view = self.found.get(id(template))
+        return (view[1] if view is not None and view[0] is template else self.make(template)).copy()
+
+    def make(self, template: dict) -> dict:
+        view = {name: template[name] for name in self.columns}
+        if self.text is not None:
+            encode = self.text.value
+            view = {name: encode(value) for name, value in view.items()}
+        self.found[id(template)] = (template, view)
+        return view
+
+
+def cut_row(
+    row: dict | None, columns: Sequence[str], text: TextEncoding | None = None
+) -> dict | None:
+    """A whole row built the careful way, cut to `columns` (as text if asked)."""
+    if row is None:
+        return None
+    if text is None:
+        return {name: row.get(name) for name in columns}
+    encode = text.value
+    return {name: encode(row.get(name)) for name in columns}
+
+
+def _after_space(rest: bytes) -> bytes:
+    """A payload's body from what follows its `audit(...):` (one space dropped, as _body)."""
+    return rest[1:] if rest[:1] == b" " else rest
+
+
+@functools.lru_cache(maxsize=1024)
+def _exec_template_of(
+    arch: bytes,
+    nr: bytes,
+    success: bytes,
+    exit_text: bytes,
+    task_part: bytes,
+    cwd_rest: bytes | None,
+    path_rests: tuple[bytes, ...],
+) -> dict | None:
+    """_exec_template keyed by what follows each record's `audit(...):` (every record of an
+    event has the same one, coalesce.py), sparing _body per record and event."""
+    return _exec_template(
+        arch,
+        nr,
+        success,
+        exit_text,
+        task_part,
+        None if cwd_rest is None else _after_space(cwd_rest),
+        tuple(map(_after_space, path_rests)),
+    )
+
+
+# An EXECVE body's start: `argc=N` (one space before it dropped, as _body).
+_ARGC = re.compile(rb" ?argc=(0|[1-9][0-9]*)")
+# An argument _fast_argv takes as it is quoted and argv_columns writes with no escape: no
+# whitespace (split_fields' words), quote, backslash or control.
+_PLAIN_ARG = rb'"([^"\\\x00-\x20]*)"'
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_args(count: int) -> re.Pattern[bytes]:
+    """What follows `argc=N` in an EXECVE body of N plain quoted arguments, to its end."""
+    return re.compile(b"".join(b" a%d=" % i + _PLAIN_ARG for i in range(count)) + rb"[\x00\n]*")
+
+
+def _argv_at(data: bytes, start: int, end: int) -> tuple[str, str, int] | None:
+    """argv_columns(_fast_argv(payload)) for the EXECVE body data[start:end] when every
+    argument is plain (valid UTF-8, quoted, with no whitespace, quote, backslash or control):
+    one match and one decode; None for any other body (then the general way)."""
+    argc = _ARGC.match(data, start, end)
+    if argc is None:
+        return None
+    count = int(argc[1])
+    found = _plain_args(count).fullmatch(data, argc.end(), end)
+    if found is None:
+        return None
+    if not count:
+        return "", "[]", 0
+    joined = b" ".join(found.groups())
+    try:
+        cmdline = joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return cmdline, '["' + cmdline.replace(" ", '", "') + '"]', len(joined)
+
+
+_TIME_COLUMNS = frozenset({"time", "uptime", "time_ms", "serial"})
+
+
+def _times_setter(
+    wanted: frozenset[str], boot_time: float, text: TextEncoding | None
+) -> Callable[[dict, Sequence[int], int], None]:
+    """What sets a row's time, uptime, time_ms and serial (those `wanted`, as text if asked)
+    from a run's stamps, as _with_times does."""
+    with_time, with_uptime = "time" in wanted, "uptime" in wanted
+    with_ms, with_serial = "time_ms" in wanted, "serial" in wanted
+    as_text = text is not None
+    integer = text.integer if text is not None else int
+    null = text.null if text is not None else None
+
+    def put_times(row: dict, stamps: Sequence[int], index: int) -> None:
+        at = 3 * index
+        sec = stamps[at]
+        if with_time:
+            row["time"] = integer(sec) if as_text else sec
+        if with_uptime:
+            uptime = int(sec + stamps[at + 1] / 1000 - boot_time)
+            row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
+        if with_ms:
+            ms = sec * 1000 + stamps[at + 1]
+            row["time_ms"] = integer(ms) if as_text else ms
+        if with_serial:
+            serial = stamps[at + 2]
+            row["serial"] = integer(serial) if as_text else serial
+
+    return put_times
+
+
+def _event_at(run: Run, index: int) -> Event:
+    """Item `index` of a run as an Event, for the careful builders."""
+    data, offsets, starts = run.data, run.offsets, run.starts
+    payloads = [data[offsets[j] : offsets[j + 1]] for j in range(starts[index], starts[index + 1])]
+    at = 3 * index
+    return Event(run.types[index], payloads, True, tuple(run.stamps[at : at + 3]))  # type: ignore[arg-type]
+
+
+def process_rows(
+    runs: Iterable[Run],
+    boot_time: float,
+    columns: Sequence[str],
+    text: TextEncoding | None = None,
+) -> list[dict | None]:
+    """[process_row(event) cut to `columns`, as text if `text`] for each item of the runs,
+    None where an event gives no row. The plain exec goes the way of _fast_exec_row, reading
+    its arguments only when the query uses an argument column."""
+    rows: list[dict | None] = []
+    add = rows.append
+    views = _Views(columns, text)
+    new_row = views.row
+    wanted = frozenset(columns)
+    with_pid, with_parent = "pid" in wanted, "parent" in wanted
+    with_args = not wanted.isdisjoint(_ARGV_COLUMNS)
+    with_cmdline, with_argv = "cmdline" in wanted, "argv" in wanted
+    with_size = "cmdline_size" in wanted
+    put_times = _times_setter(wanted, boot_time, text)
+    with_times = not wanted.isdisjoint(_TIME_COLUMNS)
+    as_text = text is not None
+    integer = text.integer if text is not None else int
+    head_match = _SYSCALL_HEAD.match
+    exec_shape = _exec_shape
+    template_of = _exec_template_of
+    last_types: object = None
+    shape = None
+    for run in runs:
+        data, offsets, starts, all_types, stamps, indices = run
+        find = data.find
+        for index in indices:
+            types = all_types[index]
+            first = starts[index]
+            start = offsets[first]
+            if types is not last_types:  # events of one shape share their types tuple
+                last_types = types
+                shape = exec_shape(types) if types.__class__ is tuple else None
+            head = head_match(data, start, offsets[first + 1]) if shape is not None else None
+            template = None
+            if head is not None:
+                execve_at, cwd_at, paths_at = shape  # type: ignore[misc]
+                # Every record of the event starts with the same `audit(...):` (coalesce.py).
+                after = find(b"):", start + 6) + 2 - start
+                arch, nr, success, exit_text, _a0, ppid, pid = head.groups()
+                at = first + cwd_at
+                if len(paths_at) == 2:  # the usual exec: the program and its loader
+                    one, two = first + paths_at[0], first + paths_at[1]
+                    paths = (
+                        data[offsets[one] + after : offsets[one + 1]],
+                        data[offsets[two] + after : offsets[two + 1]],
+                    )
+                else:
+                    paths = tuple(
+                        [
+                            data[offsets[first + i] + after : offsets[first + i + 1]]
+                            for i in paths_at
+                        ]
+                    )
+                template = template_of(
+                    arch,
+                    nr,
+                    success,
+                    exit_text,
+                    data[head.end() : offsets[first + 1]],
+                    data[offsets[at] + after : offsets[at + 1]] if cwd_at >= 0 else None,
+                    paths,
+                )
+            argv_text = None
+            if template is not None and with_args:
+                at = first + execve_at
+                argv_text = _argv_at(data, offsets[at] + after, offsets[at + 1])
+                if argv_text is None:
+                    args = _fast_argv(data[offsets[at] : offsets[at + 1]])
+                    if args is None:
+                        template = None
+                    else:
+                        argv_text = argv_columns(args)
+            if template is None:
+                add(cut_row(process_row(_event_at(run, index), boot_time), columns, text))
+                continue
+            row = new_row(template)
+            if with_pid:
+                row["pid"] = integer(int(pid)) if as_text else int(pid)
+            if argv_text is not None:
+                cmdline, argv, size = argv_text
+                if with_cmdline:
+                    row["cmdline"] = cmdline
+                if with_size:
+                    row["cmdline_size"] = integer(size) if as_text else size
+                if with_argv:
+                    row["argv"] = argv
+            if with_parent:
+                row["parent"] = integer(int(ppid)) if as_text else int(ppid)
+            if with_times:
+                put_times(row, stamps, index)
+            add(row)
+    return rows
+
+
+def socket_rows(
+    runs: Iterable[Run],
+    boot_time: float,
+    columns: Sequence[str],
+    text: TextEncoding | None = None,
+) -> list[dict | None]:
+    """[socket_row(event) cut to `columns`, as text if `text`] for each item of the runs,
+    None where an event gives no row; the plain case the way of _fast_socket_row."""
+    rows: list[dict | None] = []
+    add = rows.append
+    views = _Views(columns, text)
+    new_row = views.row
+    wanted = frozenset(columns)
+    with_family, with_socket = "family" in wanted, "socket" in wanted
+    # The address columns the query uses on each side (None for one it does not).
+    local = [name if name in wanted else None for name in ("local_address", "local_port")]
+    remote = [name if name in wanted else None for name in ("remote_address", "remote_port")]
+    with_address = local != [None, None] or remote != [None, None]
+    with_pid, with_fd = "pid" in wanted, "fd" in wanted
+    put_times = _times_setter(wanted, boot_time, text)
+    with_times = not wanted.isdisjoint(_TIME_COLUMNS)
+    as_text = text is not None
+    integer = text.integer if text is not None else int
+    null = text.null if text is not None else None
+    with_sockaddr = with_family or with_address or with_socket
+    head_match = _SYSCALL_HEAD.match
+    saddr_search = _SADDR.search
+    last_types: object = None
+    sockaddr_at = -1  # where the SOCKADDR record is in the events of the last shape seen
+    for run in runs:
+        data, offsets, starts, all_types, stamps, indices = run
+        count = data.count
+        for index in indices:
+            types = all_types[index]
+            if types is not last_types:  # events of one shape share their types tuple
+                last_types = types
+                sockaddr_at = (
+                    types.index(AUDIT_SOCKADDR)
+                    if types and types[0] == AUDIT_SYSCALL and AUDIT_SOCKADDR in types
+                    else -1
+                )
+            first = starts[index]
+            template = None
+            if sockaddr_at > 0:
+                end = offsets[first + 1]
+                head = head_match(data, offsets[first], end)
+                if head is not None:
+                    at = first + sockaddr_at
+                    saddr = saddr_search(data, offsets[at], offsets[at + 1])
+                    hexed = saddr[1] if saddr is not None else b"-"
+                    if not len(hexed) % 2 and count(b"saddr=", offsets[at], offsets[at + 1]) == 1:
+                        arch, nr, success, exit_text, a0, _ppid, pid = head.groups()
+                        template = _socket_template(
+                            arch, nr, success, exit_text, data[head.end() : end]
+                        )
+            if template is None:
+                add(cut_row(socket_row(_event_at(run, index), boot_time), columns, text))
+                continue
+            row = new_row(template)
+            if with_sockaddr:
+                family, ip, port, unix_path = _sockaddr_at(hexed)
+                if as_text:  # an int or None, a str or None each
+                    family = null if family is None else integer(family)
+                    port = null if port is None else integer(port)
+                    ip = null if ip is None else ip
+                    unix_path = null if unix_path is None else unix_path
+            if with_family:
+                row["family"] = family
+            if with_address:  # the local side for bind, the remote side else (_socket_columns)
+                side = local if template["action"] == "bind" else remote
+                for name, value in zip(side, (ip, port)):
+                    if name is not None:
+                        row[name] = value
+            if with_socket:
+                row["socket"] = unix_path
+            if with_pid:
+                row["pid"] = integer(int(pid)) if as_text else int(pid)
+            if with_fd:
+                row["fd"] = str(int(a0, 16))
+            if with_times:
+                put_times(row, stamps, index)
+            add(row)
+    return rows
+
+
+# An AF_INET / AF_INET6 saddr's hex family (host order, as decode_sockaddr reads it), either
+# case, and the hex length from which it holds the whole address (else decode_sockaddr's).
+_INET_HEX = {
+    hexed: (family, length)
+    for family, length in ((AF_INET, 16), (AF_INET6, 48))
+    for raw in [family.to_bytes(2, sys.byteorder).hex().encode()]
+    for hexed in (raw, raw.upper())
+}
+_NO_PORT = b"0000"
+
+
+def _sockaddr_at(saddr: bytes) -> Address:
+    """_sockaddr_columns of a saddr hex, without its cache for the addresses a storm cycles
+    through: an AF_INET one read in place (decode_sockaddr's layout: the port in bytes 2-3,
+    big-endian, the address in bytes 4-7), an AF_INET6 one worked out once for every port."""
+    found = _INET_HEX.get(saddr[:4])
+    if found is None or len(saddr) < found[1]:
+        return _sockaddr_columns(saddr)
+    if found[0] == AF_INET:
+        return (
+            AF_INET,
+            socket.inet_ntoa(bytes.fromhex(saddr[8:16].decode())),
+            int(saddr[4:8], 16),
+            None,
+        )
+    family, address, _port, path = _sockaddr_columns(saddr[:4] + _NO_PORT + saddr[8:])
+    return family, address, int(saddr[4:8], 16), path

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable, Union
+from typing import Callable, NamedTuple, Union
 
 from ..errors import AuditExtError
 from .columns import TEXT, UNKNOWN
@@ -146,16 +146,20 @@ def _number(expr: str) -> Fraction | None:
         return None
 
 
+NULL_TEXT = ""  # None (NULL) as osquery core reads it back
+int_text: Callable[[int], str] = str  # an int as core reads it: plain decimal
+
+
 def encode_value(value: object) -> str:
     """One value as osquery core parses it: "" is NULL, integers in plain decimal."""
     if value is None:
-        return ""
+        return NULL_TEXT
     if value.__class__ is int:
-        return str(value)
+        return int_text(value)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
-        return str(value)
+        return int_text(value)
     if isinstance(value, str):
         return value
     if isinstance(value, float):
@@ -201,6 +205,18 @@ _DICT = frozenset({dict})
 _STR = frozenset({str})
 
 
+class TextEncoding(NamedTuple):
+    """encode_value with the two of its rules a builder of text rows applies directly, for
+    tables that make their rows in the text form themselves (Table.encoded_rows)."""
+
+    value: Callable[[object], str] = encode_value
+    integer: Callable[[int], str] = int_text
+    null: str = NULL_TEXT
+
+
+TEXT_FORM = TextEncoding()  # osquery's text form, as encode_value writes it
+
+
 class Table:
     """Base of every table an extension serves: set `spec`, implement `generate`."""
 
@@ -216,6 +232,11 @@ class Table:
 
     def generate(self, context: QueryContext) -> Iterable[Row]:
         raise NotImplementedError
+
+    def encoded_rows(self, context: QueryContext) -> list[dict[str, str]]:
+        """generate's rows in osquery's text form, as the handler sends them; a table that
+        can build them in that form directly overrides this (the same rows, byte for byte)."""
+        return encode_rows(self.spec, self.generate(context))
 
 
 def _ok() -> ExtensionStatus:
@@ -286,7 +307,7 @@ class ExtensionHandler(Extension.Iface):
         except (ValueError, TypeError) as exc:
             return failure_response(f"invalid generate context: {exc}")
         try:
-            rows = encode_rows(table.spec, table.generate(context))
+            rows = table.encoded_rows(context)
         except AuditExtError as exc:  # expected trouble: the SQL error carries the message
             log.info("table %s: %s", table.name, exc)
             return failure_response(_one_line(exc))
