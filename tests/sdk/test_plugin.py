@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -215,6 +216,23 @@ def test_handler_generate_encodes_rows_and_passes_the_context():
         {"pid": "4", "path": "", "env": "A=1"},
     ]
     assert table.contexts[0].equals("pid") == ["10", "12"]
+
+
+def test_handler_generates_with_the_cyclic_gc_paused_and_restores_it():
+    seen: list[bool] = []
+
+    class Watching(DemoTable):
+        def generate(self, context: QueryContext):
+            seen.append(gc.isenabled())
+            return super().generate(context)
+
+    assert gc.isenabled()
+    handler = ExtensionHandler([Watching(rows=[{"pid": 1}])])
+    assert handler.call("table", "demo", {"action": "generate"}).status.code == 0
+    failing = ExtensionHandler([Watching(error=ValueError("broken"))])
+    assert failing.call("table", "demo", {"action": "generate"}).status.code == 1
+    assert seen == [False, False]
+    assert gc.isenabled()
 
 
 @pytest.mark.parametrize("action", ["insert", "update", "delete"])
