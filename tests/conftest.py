@@ -7,6 +7,7 @@ Kernel audit state is global to the machine and other test runs share it: tests 
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from helpers.kernel import (
     run_auditctl,
 )
 
-from osquery_audit_ext.app.state import STATE_DIR_ENV
+from osquery_audit_ext.app.state import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from osquery_audit_ext.audit.control import AuditControl
 
 if TYPE_CHECKING:
@@ -110,6 +111,34 @@ def running_auditd(audit_enabled: None) -> Iterator[PrivateAuditd]:
     finally:
         auditd.cleanup()
     assert audit_pid() == 0
+
+
+def _default_state_snapshot() -> dict[str, float] | None:
+    """Every path under the default state directory with its mtime; None if it is absent."""
+    root = Path(DEFAULT_STATE_DIR)
+    if not root.exists():
+        return None
+    return {str(p): p.stat().st_mtime for p in [root, *root.rglob("*")]}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A temporary state directory for fixtures wider than one test (a module's running
+    core is made before any test's own private_state_dir), and a check at the end that no
+    test wrote to the default one."""
+    directory = tmp_path_factory.mktemp("session-state")
+    before_env = os.environ.get(STATE_DIR_ENV)
+    before = _default_state_snapshot()
+    os.environ[STATE_DIR_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        if before_env is None:
+            os.environ.pop(STATE_DIR_ENV, None)
+        else:
+            os.environ[STATE_DIR_ENV] = before_env
+    after = _default_state_snapshot()
+    assert after == before, f"tests wrote to the default state directory {DEFAULT_STATE_DIR}"
 
 
 @pytest.fixture(autouse=True)
