@@ -469,3 +469,23 @@ def decode_sockaddr(data: bytes) -> SockAddr | None:
     if family == AF_NETLINK and len(data) >= 8:
         return SockAddr(family, str(int.from_bytes(data[4:8], sys.byteorder)))
     return SockAddr(family)
+
+
+def family_hex(family: int) -> frozenset[bytes]:
+    """How a saddr's hex text starts for `family` (host order, as decode_sockaddr reads it),
+    in either case."""
+    text = family.to_bytes(2, sys.byteorder).hex()
+    return frozenset({text.encode(), text.upper().encode()})
+
+
+_AF_INET_HEX = family_hex(AF_INET)
+
+
+def decode_inet_saddr_hex(saddr: bytes) -> tuple[str, int] | None:
+    """(address, port) of decode_sockaddr(bytes.fromhex(saddr)) for an AF_INET saddr given
+    as the record's hex text (even length, hex digits only), read in place: a connect storm
+    cycles through more addresses than a cache of whole saddrs holds. None for any other
+    family or a short one."""
+    if saddr[:4] not in _AF_INET_HEX or len(saddr) < 16:
+        return None
+    return socket.inet_ntoa(bytes.fromhex(saddr[8:16].decode())), int(saddr[4:8], 16)

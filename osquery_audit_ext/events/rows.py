@@ -29,8 +29,6 @@ import errno
 import functools
 import json
 import re
-import socket
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Optional, Protocol
 
@@ -52,10 +50,12 @@ from .coalesce import Event
 from .records import (
     Argv,
     Record,
+    decode_inet_saddr_hex,
     decode_keys,
     decode_sockaddr,
     decode_value,
     execve_argv,
+    family_hex,
     parse_decimal,
     parse_ident,
     proctitle_argv,
@@ -1271,30 +1271,18 @@ def socket_rows(
     return rows
 
 
-# An AF_INET / AF_INET6 saddr's hex family (host order, as decode_sockaddr reads it), either
-# case, and the hex length from which it holds the whole address (else decode_sockaddr's).
-_INET_HEX = {
-    hexed: (family, length)
-    for family, length in ((AF_INET, 16), (AF_INET6, 48))
-    for raw in [family.to_bytes(2, sys.byteorder).hex().encode()]
-    for hexed in (raw, raw.upper())
-}
+_INET6_HEX = family_hex(AF_INET6)
 _NO_PORT = b"0000"
 
 
 def _sockaddr_at(saddr: bytes) -> Address:
     """_sockaddr_columns of a saddr hex, without its cache for the addresses a storm cycles
-    through: an AF_INET one read in place (decode_sockaddr's layout: the port in bytes 2-3,
-    big-endian, the address in bytes 4-7), an AF_INET6 one worked out once for every port."""
-    found = _INET_HEX.get(saddr[:4])
-    if found is None or len(saddr) < found[1]:
+    through: an AF_INET one read in place (records.decode_inet_saddr_hex), an AF_INET6 one
+    worked out once for every port (the port is bytes 2-3, big-endian, as for AF_INET)."""
+    inet = decode_inet_saddr_hex(saddr)
+    if inet is not None:
+        return AF_INET, inet[0], inet[1], None
+    if saddr[:4] not in _INET6_HEX or len(saddr) < 48:
         return _sockaddr_columns(saddr)
-    if found[0] == AF_INET:
-        return (
-            AF_INET,
-            socket.inet_ntoa(bytes.fromhex(saddr[8:16].decode())),
-            int(saddr[4:8], 16),
-            None,
-        )
     family, address, _port, path = _sockaddr_columns(saddr[:4] + _NO_PORT + saddr[8:])
     return family, address, int(saddr[4:8], 16), path

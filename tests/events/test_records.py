@@ -24,6 +24,7 @@ from osquery_audit_ext.events.records import (
     Record,
     RecordParseError,
     SockAddr,
+    decode_inet_saddr_hex,
     decode_keys,
     decode_sockaddr,
     decode_value,
@@ -482,6 +483,24 @@ def test_decode_sockaddr(data: bytes, expected: SockAddr | None) -> None:
 @given(st.binary(max_size=140))
 def test_decode_sockaddr_never_raises(data: bytes) -> None:
     decode_sockaddr(data)
+
+
+@given(
+    st.sampled_from([AF_INET, AF_INET6, AF_UNIX, 17]),
+    st.binary(max_size=30),
+    st.booleans(),
+)
+def test_inet_saddr_hex_is_decode_sockaddr_of_its_bytes(
+    family: int, rest: bytes, upper: bool
+) -> None:
+    data = _family(family) + rest
+    hexed = data.hex().upper() if upper else data.hex()
+    found = decode_inet_saddr_hex(hexed.encode())
+    if family == AF_INET and len(data) >= 8:
+        decoded = decode_sockaddr(data)
+        assert decoded is not None and found == (decoded.address, decoded.port)
+    else:
+        assert found is None
 
 
 # -- golden records, cross-checked with ausearch -----------------------------------------
