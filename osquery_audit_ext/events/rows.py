@@ -138,9 +138,14 @@ def argv_columns(args: list[bytes]) -> tuple[str, str, int]:
     return cmdline, argv, size
 
 
-def _uptime(event: Event, boot_time: float) -> int | None:
-    uptime = int(event.sec + event.msec / 1000 - boot_time)
+def _uptime_at(sec: int, msec: int, boot_time: float) -> int | None:
+    """Seconds since boot at an event's stamp; None before the boot time (a clock set back)."""
+    uptime = int(sec + msec / 1000 - boot_time)
     return uptime if uptime >= 0 else None
+
+
+def _uptime(event: Event, boot_time: float) -> int | None:
+    return _uptime_at(event.sec, event.msec, boot_time)
 
 
 @functools.lru_cache(maxsize=256)
@@ -536,8 +541,7 @@ def _with_times(row: dict, event: Event, boot_time: float) -> dict:
     """A row from a template with the event's time, uptime, time_ms and serial set."""
     sec = event.sec
     row["time"] = sec
-    uptime = int(sec + event.msec / 1000 - boot_time)
-    row["uptime"] = uptime if uptime >= 0 else None
+    row["uptime"] = _uptime_at(sec, event.msec, boot_time)
     row["time_ms"] = sec * 1000 + event.msec
     row["serial"] = event.serial
     return row
@@ -1067,8 +1071,8 @@ def _times_setter(
         if with_time:
             row["time"] = integer(sec) if as_text else sec
         if with_uptime:
-            uptime = int(sec + stamps[at + 1] / 1000 - boot_time)
-            row["uptime"] = (integer(uptime) if as_text else uptime) if uptime >= 0 else null
+            uptime = _uptime_at(sec, stamps[at + 1], boot_time)
+            row["uptime"] = null if uptime is None else integer(uptime) if as_text else uptime
         if with_ms:
             ms = sec * 1000 + stamps[at + 1]
             row["time_ms"] = integer(ms) if as_text else ms
