@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install sysdeps run test test-states test-vm bench fuzz lint ext deb clean
 
+# The C accelerators (scripts/build_accel.py) are rebuilt whenever their source is newer.
 install: $(STAMP)
+	@$(BIN)/python scripts/build_accel.py
 
 $(STAMP): pyproject.toml
 	$(MAKE) --no-print-directory sysdeps
@@ -79,4 +81,5 @@ deb: install
 	$(BIN)/python scripts/build_deb.py --output-dir .
 
 clean:
+	-@[ -x $(BIN)/python ] && $(BIN)/python scripts/build_accel.py --clean
 	rm -rf $(VENV) build dist *.ext *.deb

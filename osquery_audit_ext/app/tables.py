@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import repeat
+from operator import setitem
 
 from ..audit.control import AuditControl, owner_process
 from ..audit.rule.codec import decode_rule
@@ -165,18 +168,17 @@ class EventTable(Table):
         with_eid, with_consumer = "eid" in wanted, "consumer" in wanted
         if not with_eid and not with_consumer:
             return [row for row in built if row is not None]
-        # SQLite re-checks a consumer constraint on every row: it is sent back as given.
-        value = consumer if text is None else text.value(consumer)
-        rows = []
-        for eid, row in zip(eids, built):
-            if row is None:
-                continue
-            if with_eid:
-                row["eid"] = str(eid).zfill(EID_WIDTH)
-            if with_consumer:
-                row["consumer"] = value
-            rows.append(row)
-        return rows
+        if None in built:  # events that give no row: drop them with their eids
+            kept = [(eid, row) for eid, row in zip(eids, built) if row is not None]
+            eids, built = [eid for eid, _row in kept], [row for _eid, row in kept]
+        # One C-level pass per column (map over setitem), no Python loop per row.
+        if with_eid:
+            deque(map(setitem, built, repeat("eid"), [str(e).zfill(EID_WIDTH) for e in eids]), 0)
+        if with_consumer:
+            # SQLite re-checks a consumer constraint on every row: it is sent back as given.
+            value = consumer if text is None else text.value(consumer)
+            deque(map(setitem, built, repeat("consumer"), repeat(value)), 0)
+        return built  # type: ignore[return-value]
 
     def _index_rows(
         self, entries: list[Entry], used: frozenset[str], consumer: str | None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Optional, Protocol
@@ -376,10 +377,11 @@ def _body(payload: bytes) -> bytes | None:
     return body[1:] if body[:1] == b" " else body
 
 
-def _value_bytes(raw: bytes) -> bytes:
-    """decode_value(raw) or b"", on the raw bytes of a value."""
+def _value_bytes(raw: bytes) -> bytes | None:
+    """decode_value(raw) or b"", on the raw bytes of a value; None for a quote left open
+    (split_fields then reads the record the careful way: the value may hold a space)."""
     if raw[:1] == b'"':
-        return raw[1:-1] if len(raw) > 1 and raw[-1:] == b'"' else raw[1:]
+        return raw[1:-1] if len(raw) > 1 and raw[-1:] == b'"' else None
     if raw == b"(null)" or raw == b"?":
         return b""
     if len(raw) % 2 == 0 and _HEX_VALUE.fullmatch(raw):
@@ -421,7 +423,10 @@ def _fast_argv(payload: bytes) -> list[bytes] | None:
         key, sep, raw = part.partition(b"=")
         if not sep or key != b"a%d" % index or _WHITESPACE.search(raw):
             return None
-        args.append(_value_bytes(raw))
+        value = _value_bytes(raw)
+        if value is None:
+            return None
+        args.append(value)
     return args
 
 
@@ -965,8 +970,12 @@ class _Views:
 
     def row(self, template: dict) -> dict:
         """A new row: a copy of the template's view."""
+        return self.view(template).copy()
+
+    def view(self, template: dict) -> dict:
+        """The template cut to the query's columns (shared: copy it to make a row)."""
         view = self.found.get(id(template))
-        return (view[1] if view is not None and view[0] is template else self.make(template)).copy()
+        return view[1] if view is not None and view[0] is template else self.make(template)
 
     def make(self, template: dict) -> dict:
         view = {name: template[name] for name in self.columns}
@@ -1038,6 +1047,8 @@ def _argv_at(data: bytes, start: int, end: int) -> tuple[str, str, int] | None:
     if argc is None:
         return None
     count = int(argc[1])
+    if 6 * count > end - argc.end():  # each takes 6 bytes at least (` a0=""`): not all here
+        return None  # (and no pattern of a crafted argc=99999999999 is compiled)
     found = _plain_args(count).fullmatch(data, argc.end(), end)
     if found is None:
         return None
@@ -1091,7 +1102,7 @@ def _event_at(run: Run, index: int) -> Event:
     return Event(run.types[index], payloads, True, tuple(run.stamps[at : at + 3]))  # type: ignore[arg-type]
 
 
-def process_rows(
+def process_rows_python(
     runs: Iterable[Run],
     boot_time: float,
     columns: Sequence[str],
@@ -1190,7 +1201,7 @@ def process_rows(
     return rows
 
 
-def socket_rows(
+def socket_rows_python(
     runs: Iterable[Run],
     boot_time: float,
     columns: Sequence[str],
@@ -1226,11 +1237,7 @@ def socket_rows(
             types = all_types[index]
             if types is not last_types:  # events of one shape share their types tuple
                 last_types = types
-                sockaddr_at = (
-                    types.index(AUDIT_SOCKADDR)
-                    if types and types[0] == AUDIT_SYSCALL and AUDIT_SOCKADDR in types
-                    else -1
-                )
+                sockaddr_at = _sockaddr_index(types)
             first = starts[index]
             template = None
             if sockaddr_at > 0:
@@ -1290,3 +1297,125 @@ def _sockaddr_at(saddr: bytes) -> Address:
         return _sockaddr_columns(saddr)
     family, address, _port, path = _sockaddr_columns(saddr[:4] + _NO_PORT + saddr[8:])
     return family, address, int(saddr[4:8], 16), path
+
+
+def _sockaddr_index(types: Sequence[int]) -> int:
+    """Where the SOCKADDR record is in an event of the shape the fast socket path takes
+    (SYSCALL first); -1 for any other."""
+    if types and types[0] == AUDIT_SYSCALL and AUDIT_SOCKADDR in types:
+        return types.index(AUDIT_SOCKADDR)
+    return -1
+
+
+# -- the compiled fast paths ------------------------------------------------------------------
+#
+# _rowsfast.c does the loops of process_rows_python and socket_rows_python in C where
+# scripts/build_accel.py built it (`make install`): the same record reading, calling back
+# into the functions here for the row views, the general argument and address readers and
+# every event the fast paths do not take. Without it (a zipapp, no compiler, or
+# OSQUERY_AUDIT_EXT_PURE_PYTHON=1), the Python loops run.
+_rowsfast: object = None
+if not os.environ.get("OSQUERY_AUDIT_EXT_PURE_PYTHON"):
+    try:
+        from . import _rowsfast  # type: ignore[attr-defined,no-redef]
+    except ImportError:
+        pass
+
+ACCELERATED = _rowsfast is not None  # whether process_rows and socket_rows run compiled
+
+
+def _slow_rows(
+    whole_row: Callable[[Event, float], dict | None],
+    boot_time: float,
+    columns: Sequence[str],
+    text: TextEncoding | None,
+) -> Callable[[Run, int], dict | None]:
+    def slow(run: Run, index: int) -> dict | None:
+        return cut_row(whole_row(_event_at(run, index), boot_time), columns, text)
+
+    return slow
+
+
+def _compiled_rows(
+    run_rows: Callable[[Run, tuple, list], None],
+    runs: Iterable[Run],
+    boot_time: float,
+    columns: Sequence[str],
+    text: TextEncoding | None,
+    view_of: Callable[..., object],
+    slow: Callable[[Run, int], dict | None],
+    shape_of: Callable[[tuple[int, ...]], object],
+    extra: Callable[[bytes], object],
+) -> list[dict | None]:
+    """The rows of every run by `run_rows` (_rowsfast's process_run or socket_run)."""
+    query = (
+        frozenset(columns),
+        boot_time,
+        None if text is None else text.integer,
+        None if text is None else text.null,
+        view_of,
+        slow,
+        shape_of,
+        {},  # the views by the record parts they depend on, for the C loop
+        extra,
+    )
+    rows: list[dict | None] = []
+    for run in runs:
+        run_rows(run, query, rows)
+    return rows
+
+
+def process_rows_compiled(
+    runs: Iterable[Run],
+    boot_time: float,
+    columns: Sequence[str],
+    text: TextEncoding | None = None,
+) -> list[dict | None]:
+    """process_rows_python's rows, the loop in C (_rowsfast.process_run)."""
+    view = _Views(columns, text).view
+
+    def view_of(*parts: object) -> dict | None:
+        template = _exec_template_of(*parts)  # type: ignore[arg-type]
+        return None if template is None else view(template)
+
+    return _compiled_rows(
+        _rowsfast.process_run,  # type: ignore[attr-defined]
+        runs,
+        boot_time,
+        columns,
+        text,
+        view_of,
+        _slow_rows(process_row, boot_time, columns, text),
+        _exec_shape,
+        argv_columns,
+    )
+
+
+def socket_rows_compiled(
+    runs: Iterable[Run],
+    boot_time: float,
+    columns: Sequence[str],
+    text: TextEncoding | None = None,
+) -> list[dict | None]:
+    """socket_rows_python's rows, the loop in C (_rowsfast.socket_run)."""
+    view = _Views(columns, text).view
+
+    def view_of(*parts: bytes) -> tuple[dict, bool] | None:
+        template = _socket_template(*parts)  # type: ignore[arg-type]
+        return None if template is None else (view(template), template["action"] == "bind")
+
+    return _compiled_rows(
+        _rowsfast.socket_run,  # type: ignore[attr-defined]
+        runs,
+        boot_time,
+        columns,
+        text,
+        view_of,
+        _slow_rows(socket_row, boot_time, columns, text),
+        _sockaddr_index,
+        _sockaddr_at,
+    )
+
+
+process_rows: ManyRows = process_rows_compiled if ACCELERATED else process_rows_python
+socket_rows: ManyRows = socket_rows_compiled if ACCELERATED else socket_rows_python

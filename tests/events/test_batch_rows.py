@@ -1,6 +1,7 @@
 """Rows a query's items at a time (TableRows.rows: rows.py's process_rows and socket_rows
 over blocks.item_runs) against the careful builder an item at a time: the same rows, for
-any column subset, typed or in osquery's text form, from open and sealed blocks."""
+any column subset, typed or in osquery's text form, from open and sealed blocks. Every test
+runs on the pure-Python builders and on the compiled ones (events/_rowsfast.c)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import threading
 
 import pytest
+from helpers import accel
 from helpers.goldens import RECORDS_GOLDEN as GOLDEN
 from helpers.goldens import events_of, read_log
 from hypothesis import given, settings
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from osquery_audit_ext.app.tables import EventTable
 from osquery_audit_ext.audit.consts import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX
-from osquery_audit_ext.events import blocks
+from osquery_audit_ext.events import blocks, routing
 from osquery_audit_ext.events import rows as rows_module
 from osquery_audit_ext.events.coalesce import Event
 from osquery_audit_ext.events.ring import EventRing
@@ -85,6 +87,17 @@ def exec_records(draw: st.DrawFn) -> list[tuple[int, str]]:
                 'argc=1 a0="l s"',
                 "argc=2 a0=6C73 a1=(null)",
                 'argc=3 a0="ls" a2="x" a1="y"',
+                # odd shapes the compiled reader must read as _fast_argv does
+                'argc=1 a0="a\x01b"',
+                'argc=2 a0="ls" a1=2D6C',
+                "argc=3 a0=ABC a1=? a2=",
+                'argc=2 a0="x a1="y"',
+                'argc=1 a0=x"y"',
+                'argc=1 a0="k=v"',
+                'argc=99 a0="x"',
+                'argc=1 a0="x',
+                "argc=1 a0=22",
+                "argc=1 a0=5C",
             ]
         )
     ).rstrip()
@@ -119,7 +132,7 @@ def socket_records(draw: st.DrawFn) -> list[tuple[int, str]]:
     pid = draw(st.integers(1, 4_000_000))
     outcome = draw(st.sampled_from(["yes exit=0", "no exit=-111", "no exit=-115", "no exit=-11"]))
     syscall = (
-        f"arch=c000003e syscall={nr} success={outcome} a0={draw(st.integers(0, 2**32)):x} "
+        f"arch=c000003e syscall={nr} success={outcome} a0={draw(st.integers(0, 2**72)):x} "
         f"a1=7ffd a2=10 a3=0 items=0 ppid=10 pid={pid} auid={who} uid={who} gid=1 euid={who} "
         f'suid=1 fsuid=1 egid=1 sgid=1 fsgid=1 tty=(none) ses=1 comm="curl" '
         f'exe="/usr/bin/curl" key="k"'
@@ -165,6 +178,19 @@ def events(draw: st.DrawFn) -> list[Event]:
         lines += [(t, (head + body).encode()) for t, body in records]
         lines.append((1320, head.encode()))
     return events_of(lines)
+
+
+@pytest.fixture(scope="module", params=accel.IMPLEMENTATIONS, autouse=True)
+def row_builders(request: pytest.FixtureRequest) -> object:
+    """The routers the tests make build their rows with one implementation or the other."""
+    accel.require(request.param)
+    many = {
+        PROCESS_EVENTS: getattr(rows_module, f"process_rows_{request.param}"),
+        SOCKET_EVENTS: getattr(rows_module, f"socket_rows_{request.param}"),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(routing, "_MANY_ROWS", many)
+        yield request.param
 
 
 def golden_events() -> list[Event]:
