@@ -318,16 +318,23 @@ def measure_table(
 DATA_FLUSH_EVENTS = 2000
 
 
-def ring_settings(events: int) -> Settings:
-    """The bench's settings with the file table on, watching the storm's tree."""
+def ring_settings(events: int, state_dir: Path, flush: str = "none") -> Settings:
+    """The bench's settings with the file table on, watching the storm's tree, and a state
+    dir of the bench's own (created): never the default one, which a host running the
+    extension uses."""
+    state_dir.mkdir(parents=True, exist_ok=True)
     settings = bench_settings("unicast", events)
-    return replace(settings, events=replace(settings.events, fim=True), file_paths=FILE_PATHS)
+    return replace(
+        settings,
+        events=replace(settings.events, fim=True),
+        file_paths=FILE_PATHS,
+        state=StateSettings(str(state_dir), flush=flush),
+    )
 
 
 def durable_service(events: int, directory: Path, flush: str) -> AuditService:
     """A service (not started: no kernel) whose rings write segment files in `directory`."""
-    settings = replace(ring_settings(events), state=StateSettings(str(directory), flush=flush))
-    service = AuditService(settings)
+    service = AuditService(ring_settings(events, directory, flush))
     service.state.open()
     service.open_durable_ring()
     return service
@@ -374,7 +381,7 @@ def ring_bench(
 ) -> list[TableFigures]:
     """Fill the process_events, socket_events and process_file_events rings with `events`
     each; time and weigh them."""
-    service = AuditService(ring_settings(events))
+    service = AuditService(ring_settings(events, workdir / "ring-state"))
     measured: dict[str, tuple[float, int]] = {}
     for name, make in (
         ("process_events", exec_event_records),
@@ -451,6 +458,8 @@ def end_to_end(
                 "osquery_audit_ext.bench.ring_extension",
                 "--events",
                 str(events),
+                "--state-dir",
+                str(workdir / "e2e-state"),
             ],
             env=env,
         )

@@ -29,6 +29,7 @@ from typing import Any, Callable, Protocol
 
 import apsw
 
+from ..accel import compiled
 from ..errors import AuditExtError
 from ..sdk.columns import (
     ADDITIONAL,
@@ -55,6 +56,8 @@ from ..sdk.plugin import (
 from ..sdk.result import QueryResult, Scan, ScannedResult
 from ..sdk.values import (
     PLAIN_KINDS,
+    PLAIN_RANGES,
+    column_converter,
     column_text,
     column_type,
     convert_column,
@@ -393,6 +396,9 @@ def _converted(
     positions = [i for i, key in enumerate(keys) if wanted is None or key in wanted]
     if not positions:  # e.g. count(*): SQLite reads no column
         return zip(*[itertools.repeat(None)] * len(columns), range(len(rows)))
+    if _sqlfast is not None:
+        typed = _sqlfast.typed_rows(rows, _column_plan(definition, wanted))
+        return _careful_rows(definition, rows, wanted) if typed is None else iter(typed)
     width = len(positions)
     getter = itemgetter(*(keys[i] for i in positions))
     try:
@@ -413,6 +419,26 @@ def _converted(
 
 
 _AS_IS = frozenset({TEXT, BLOB})
+
+# core/_sqlfast.c (scripts/build_accel.py): _converted's and _statement_rows' loops in C,
+# the values' rules still sdk/values.py's (PLAIN_RANGES, column_converter, result_text).
+_sqlfast = compiled(f"{__package__}._sqlfast")
+
+
+def _column_plan(definition: TableDef, wanted: set[str] | None) -> list[tuple]:
+    """_sqlfast.typed_rows' columns: (key, low, high, convert) each; key None when unused,
+    convert None for a value taken as it is, low/high where a plain decimal is the value."""
+    plan: list[tuple] = []
+    for column in definition.columns:
+        key = column.alias_of or column.name
+        if wanted is not None and key not in wanted:
+            plan.append((None, None, None, None))
+        elif column.type in _AS_IS:
+            plan.append((key, None, None, None))
+        else:
+            low, high = PLAIN_RANGES.get(column.type, (None, None))
+            plan.append((key, low, high, column_converter(column.type)))
+    return plan
 
 
 def _careful_rows(
@@ -569,6 +595,11 @@ def _statement_rows(
 
     def as_text(value: object) -> str:
         return result_text(value, nullvalue)
+
+    if _sqlfast is not None:
+        texts = _sqlfast.text_rows(rows, columns, nullvalue, as_text)
+        if texts is not None:
+            return texts  # type: ignore[no-any-return]
 
     width = len(rows[0])
     flat = list(itertools.chain.from_iterable(rows))

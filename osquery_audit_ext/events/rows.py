@@ -28,11 +28,11 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Optional, Protocol
 
+from ..accel import compiled
 from ..audit.consts import (
     AF_INET,
     AF_INET6,
@@ -1314,13 +1314,7 @@ def _sockaddr_index(types: Sequence[int]) -> int:
 # into the functions here for the row views, the general argument and address readers and
 # every event the fast paths do not take. Without it (a zipapp, no compiler, or
 # OSQUERY_AUDIT_EXT_PURE_PYTHON=1), the Python loops run.
-_rowsfast: object = None
-if not os.environ.get("OSQUERY_AUDIT_EXT_PURE_PYTHON"):
-    try:
-        from . import _rowsfast  # type: ignore[attr-defined,no-redef]
-    except ImportError:
-        pass
-
+_rowsfast = compiled(f"{__package__}._rowsfast")
 ACCELERATED = _rowsfast is not None  # whether process_rows and socket_rows run compiled
 
 

@@ -131,7 +131,7 @@ def column_converter(ctype: str) -> Callable[[str | None], int | float | str | N
 
 
 # The range in which strtoll (then a C int for INTEGER) keeps a decimal's value.
-_PLAIN_RANGES = {
+PLAIN_RANGES = {
     BIGINT: (INT64_MIN, INT64_MAX),
     UNSIGNED_BIGINT: (INT64_MIN, INT64_MAX),
     INTEGER: (-(2**31), 2**31 - 1),
@@ -150,7 +150,7 @@ def _plain_integers(ctype: str, texts: list[str | None]) -> list[int] | None:
     (the count), spaces (JSON skips them, strtoll does not take a trailing one), anything
     that decodes to other than one int per value (floats, exponents, true, null, lists,
     strings), and numbers outside the column's range."""
-    bounds = _PLAIN_RANGES.get(ctype)
+    bounds = PLAIN_RANGES.get(ctype)
     if bounds is None:
         return None
     try:

@@ -183,7 +183,7 @@ def events(draw: st.DrawFn) -> list[Event]:
 @pytest.fixture(scope="module", params=accel.IMPLEMENTATIONS, autouse=True)
 def row_builders(request: pytest.FixtureRequest) -> object:
     """The routers the tests make build their rows with one implementation or the other."""
-    accel.require(request.param)
+    accel.require(request.param, rows_module._rowsfast, "events/_rowsfast.c")
     many = {
         PROCESS_EVENTS: getattr(rows_module, f"process_rows_{request.param}"),
         SOCKET_EVENTS: getattr(rows_module, f"socket_rows_{request.param}"),
