@@ -27,9 +27,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..accel import PURE_PYTHON_ENV
 from ..app.managed_rules import desired_rule_texts, encode_rule_texts
 from ..audit.control import AuditControl, owner_process
+from ..core import sql
 from ..errors import AuditExtError
+from ..events import rows
 from . import BenchError
 from .extension_run import BENCH_KEY, bench_settings
 from .kernel_state import (
@@ -97,6 +100,17 @@ def machine_line() -> str:
         f"Linux {platform.release()} {platform.machine()}, {os.cpu_count()} cores, "
         f"{memory:.1f} GiB RAM, Python {platform.python_version()}"
     )
+
+
+def accelerators_line() -> str:
+    return (
+        f"events/_rowsfast {_on(rows.ACCELERATED)}, core/_sqlfast {_on(sql.ACCELERATED)}"
+        f" (scripts/build_accel.py; {PURE_PYTHON_ENV}=1 turns them off)"
+    )
+
+
+def _on(loaded: bool) -> str:
+    return "on" if loaded else "off (the pure-Python loops run)"
 
 
 def status_line() -> tuple[str, dict[str, Any] | None]:
@@ -215,6 +229,7 @@ def inspect_kernel(probe_rule: bytes) -> KernelView:
 
 def print_header(kernel: KernelView, rule_texts: Sequence[str]) -> None:
     print(f"osquery-audit-ext bench: {machine_line()}")
+    print(f"C accelerators: {accelerators_line()}")
     if kernel.locked:
         print(LOCKED_NOTICE)
     if kernel.problem:
@@ -313,6 +328,7 @@ def run_bench(args: argparse.Namespace) -> int:
         document = {
             "options": vars(args),
             "machine": machine_line(),
+            "accelerators": accelerators_line(),
             "kernel": kernel,
             "runs": runs,
             "ring": ring_figures,

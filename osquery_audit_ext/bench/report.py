@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
+from ..events import rows
 from .ringbench import TableFigures
 from .runs import (
     AUDITD,
@@ -435,10 +436,16 @@ def _generate_note(f: TableFigures, goal_ms: float) -> str:
             "this table has no block-batched fast path; each row is parsed record by record"
             " (its PATH records matched against the [file_paths] globs)"
         )
+    if not rows.ACCELERATED:
+        return cost + (
+            "events/_rowsfast is not built: rows are built a block at a time in pure Python"
+            " (events/rows.py process_rows_python, socket_rows_python); run"
+            " scripts/build_accel.py"
+        )
     return cost + (
-        "rows are built a block at a time in pure Python (events/rows.py process_rows,"
-        " socket_rows); per row the SYSCALL head regex, the row template's key and copy, and"
-        " the arguments or the address remain; no compiled accelerator tried"
+        "rows are built a block at a time by events/_rowsfast.c; what remains per row is"
+        " CPython's own work: a dict of every column copied from the row's template, its"
+        " values set, and the dict freed after"
     )
 
 

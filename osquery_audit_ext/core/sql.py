@@ -423,6 +423,7 @@ _AS_IS = frozenset({TEXT, BLOB})
 # core/_sqlfast.c (scripts/build_accel.py): _converted's and _statement_rows' loops in C,
 # the values' rules still sdk/values.py's (PLAIN_RANGES, column_converter, result_text).
 _sqlfast = compiled(f"{__package__}._sqlfast")
+ACCELERATED = _sqlfast is not None  # whether _converted and _statement_rows run compiled
 
 
 def _column_plan(definition: TableDef, wanted: set[str] | None) -> list[tuple]:
