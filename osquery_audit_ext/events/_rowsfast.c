@@ -1116,7 +1116,60 @@ error:
     return NULL;
 }
 
+/* blocks.item_runs' grouping: the items (in eid order) as (block, [index, ...]) for each
+ * stretch of one block's (block, index) items, and (item, None) for any other item. */
+static PyObject *block_groups(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "block_groups(items: list, block_type)");
+        return NULL;
+    }
+    PyObject *items = args[0], *block_type = args[1];
+    PyObject *groups = PyList_New(0), *block = NULL, *indices = NULL;
+    if (groups == NULL)
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(items);
+    for (Py_ssize_t n = 0; n < count; n++) {
+        PyObject *item = PyList_GET_ITEM(items, n);
+        PyObject *held = PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2
+                             ? PyTuple_GET_ITEM(item, 0)
+                             : NULL;
+        if (held != NULL && held == block) {
+            if (PyList_Append(indices, PyTuple_GET_ITEM(item, 1)) < 0)
+                goto error;
+            continue;
+        }
+        block = NULL;
+        PyObject *group;
+        if (held != NULL && Py_TYPE(held) == (PyTypeObject *)block_type) {
+            block = held;
+            indices = PyList_New(1);
+            if (indices == NULL)
+                goto error;
+            PyObject *index = PyTuple_GET_ITEM(item, 1);
+            Py_INCREF(index);
+            PyList_SET_ITEM(indices, 0, index);
+            group = PyTuple_Pack(2, block, indices);
+            Py_DECREF(indices); /* the group holds it; appended to while its block lasts */
+        }
+        else
+            group = PyTuple_Pack(2, item, Py_None);
+        if (group == NULL || PyList_Append(groups, group) < 0) {
+            Py_XDECREF(group);
+            goto error;
+        }
+        Py_DECREF(group);
+    }
+    return groups;
+error:
+    Py_DECREF(groups);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"block_groups", (PyCFunction)(void (*)(void))block_groups, METH_FASTCALL,
+     "block_groups(items, block_type): the items grouped by block, as item_runs reads them."},
     {"process_run", (PyCFunction)(void (*)(void))process_run, METH_FASTCALL,
      "process_run(run, query, rows): append each selected item's process_events row."},
     {"socket_run", (PyCFunction)(void (*)(void))socket_run, METH_FASTCALL,

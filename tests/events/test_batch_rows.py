@@ -190,6 +190,8 @@ def row_builders(request: pytest.FixtureRequest) -> object:
     }
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(routing, "_MANY_ROWS", many)
+        if request.param == "python":  # item_runs' own loop too
+            patch.setattr(blocks, "_rowsfast", None)
         yield request.param
 
 
