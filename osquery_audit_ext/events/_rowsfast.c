@@ -488,6 +488,17 @@ static int open_query(PyObject *query, query_t *q)
     return wanted_flags(q->wanted, &q->flags);
 }
 
+/* The arguments of process_run and socket_run: (run, query, rows: list). */
+static int open_call(const char *name, PyObject *const *args, Py_ssize_t nargs, run_t *r,
+                     query_t *q)
+{
+    if (nargs != 3 || !PyList_Check(args[2])) {
+        PyErr_Format(PyExc_TypeError, "%s(run, query, rows: list)", name);
+        return -1;
+    }
+    return open_run(args[0], r) < 0 || open_query(args[1], q) < 0 ? -1 : 0;
+}
+
 /* What split_fields splits words on (rows.py's _WHITESPACE: \s and \x1c-\x1f). */
 static inline int is_space(unsigned char c)
 {
@@ -745,13 +756,9 @@ static PyObject *process_run(PyObject *module, PyObject *const *args, Py_ssize_t
     (void)module;
     run_t r;
     query_t q;
-    if (nargs != 3 || !PyList_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "process_run(run, query, rows: list)");
+    if (open_call("process_run", args, nargs, &r, &q) < 0)
         return NULL;
-    }
     PyObject *rows = args[2];
-    if (open_run(args[0], &r) < 0 || open_query(args[1], &q) < 0)
-        return NULL;
     const form_t *f = &q.form;
     long flags = q.flags;
     int with_args = (flags & (W_CMDLINE | W_ARGV | W_CMDLINE_SIZE | W_OVERFLOWS)) != 0;
@@ -946,13 +953,9 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
     (void)module;
     run_t r;
     query_t q;
-    if (nargs != 3 || !PyList_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "socket_run(run, query, rows: list)");
+    if (open_call("socket_run", args, nargs, &r, &q) < 0)
         return NULL;
-    }
     PyObject *rows = args[2];
-    if (open_run(args[0], &r) < 0 || open_query(args[1], &q) < 0)
-        return NULL;
     const form_t *f = &q.form;
     long flags = q.flags;
     int with_sockaddr = (flags & (W_FAMILY | W_SOCKET | W_LOCAL_ADDRESS | W_LOCAL_PORT |
