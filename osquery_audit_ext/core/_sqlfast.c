@@ -12,8 +12,8 @@
  *   None for TEXT/BLOB (the value as it is); else low/high the range in which a plain
  *   decimal (-?(0|[1-9][0-9]*), ASCII) is the column's value as int (None: never), and
  *   convert(text) the column's value for any other text. Each tuple is the row's values in
- *   column order, then the row's position. None when a row is not a dict holding every used
- *   key: sql.py's careful path then reads it.
+ *   column order (a key the row lacks: None), then the row's position. None when a row is
+ *   not a dict: sql.py's careful path then reads it.
  *
  * text_rows(rows, columns, nullvalue, as_text) -> list of dicts, or None
  *   rows: SQLite's result tuples; each becomes {column: text}: a str as it is, None as
@@ -108,16 +108,14 @@ static PyObject *typed_rows(PyObject *module, PyObject *const *args, Py_ssize_t 
                 continue;
             }
             PyObject *text = PyDict_GetItemWithError(row, column->key);
+            long long number;
             if (text == NULL) {
                 if (PyErr_Occurred())
                     goto fail;
-                Py_CLEAR(out); /* a key missing: the careful path */
-                out = Py_None;
-                Py_INCREF(out);
-                goto done;
+                Py_INCREF(Py_None); /* a key missing: NULL, as _careful_rows' .get */
+                value = Py_None;
             }
-            long long number;
-            if (column->convert == NULL) {
+            else if (column->convert == NULL) {
                 Py_INCREF(text);
                 value = text;
             }
