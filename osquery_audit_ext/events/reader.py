@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ..audit.control import AuditControl, AuditStatus, owner_process
+from ..audit.mmsg import BATCH
 from ..audit.netlink import AuditNetlink
 from ..errors import AuditExtError, AuditPidTaken
 from .coalesce import Coalescer, Event
@@ -30,7 +31,11 @@ MODES = ("auto", "unicast", "multicast")
 # are visible this much later (osquery reads an events table when a query runs, seconds
 # apart). 2 ms gave ~2.5 execs a wake-up and ~1.4x the CPU an exec of 10 ms in the bench.
 LINGER = 0.010  # seconds
-FULL_BATCH = 64  # records of a read that did not empty the socket (mmsg.BATCH)
+FULL_BATCH = BATCH  # records of a read that did not empty the socket
+# After a full read, read on up to this many times before handing the events over: what is
+# done once per hand-over (the durable ring's frame, the eid reservation ...) is then shared
+# by up to ~64 events of a connect storm instead of 16 (in-process, ~15 % less CPU an event).
+READS_PER_HANDOVER = 4
 
 
 @dataclass(frozen=True)
@@ -247,10 +252,20 @@ class AuditReader:
             batch = sock.recv_many(wake)
             now = self.clock()
             if batch:
-                # The batch's events are handed over at once: one durable-ring write. Control
-                # replies and AUDIT_REPLACE probes in it are not records (add_batch skips them).
+                # Control replies and AUDIT_REPLACE probes are not records: add_batch skips them.
                 completed, received, errors = coalescer.add_batch(batch, now)
-                if completed:
+                reads = 1
+                while len(batch) >= FULL_BATCH and reads < READS_PER_HANDOVER:
+                    batch = sock.recv_many(0)  # more is waiting: read on, no wait
+                    if not batch:
+                        break
+                    now = self.clock()
+                    done, taken, bad = coalescer.add_batch(batch, now)
+                    completed.extend(done)
+                    received += taken
+                    errors += bad
+                    reads += 1
+                if completed:  # the reads' events at once: one durable-ring write
                     on_events(completed)
                 stats.records_received += received
                 stats.parse_errors += errors
