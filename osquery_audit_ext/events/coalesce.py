@@ -201,13 +201,14 @@ class Coalescer:
         Control replies (types below AUDIT_FIRST_USER_MSG but two) and AUDIT_REPLACE probes
         are not records: skipped, not counted. Every other record is `add`ed in turn, one
         that raises RecordParseError counted and skipped. The same as those `add` calls
-        (tests check it): the two cases of nearly every record, a record joining its event
-        and the EOE ending it, are done here without a call per record.
+        (tests check it): the three cases of nearly every record, the first record of a new
+        event (the next serial, while fewer than max_inflight wait), a record joining its
+        event and the EOE ending it, are done here without a call per record.
         """
         out: list[Event] = []
         taken = errors = 0
-        inflight = self._inflight
-        complete, add_stamped = self._complete, self._add_stamped
+        inflight, recent, cap = self._inflight, self._recent, self.max_inflight
+        complete, add_stamped, note_serial = self._complete, self._add_stamped, self._note_serial
         for record_type, payload in records:
             if record_type < AUDIT_FIRST_USER_MSG:
                 if record_type not in RECORDS_BELOW_FIRST_USER_MSG:
@@ -235,6 +236,22 @@ class Coalescer:
                     types.append(record_type)
                     pending.payloads.append(payload)
                     continue
+            elif (
+                AUDIT_LAST_DAEMON < record_type < AUDIT_KERNEL  # never alone (completes_alone)
+                and record_type != AUDIT_EOE
+                and len(inflight) < cap
+                and stamp not in recent
+            ):
+                try:
+                    when = parse_stamp(stamp)
+                except RecordParseError:
+                    errors += 1
+                    continue
+                note_serial(when[2])
+                event = Event([record_type], [payload], False, when)
+                event.since = now
+                inflight[stamp] = event
+                continue
             try:
                 done = add_stamped(stamp, record_type, payload, now)
             except RecordParseError:
@@ -346,6 +363,11 @@ class Coalescer:
             self._high_serial = self.first_serial = serial
             return
         ahead = (serial - high) & SERIAL_MASK
+        if ahead == 1:  # the next serial (nearly always): no hole, nothing new to settle
+            self._high_serial = serial
+            if self._missing_order:
+                self._settle(serial)
+            return
         if ahead == 0:
             return
         if ahead < SERIAL_HALF:
