@@ -117,24 +117,12 @@ class EventRing:
         An entry without a time is kept but never matches a time constraint. Repeated time
         and pid values share one int object.
         """
-        cache = self._int_cache
-        if len(cache) >= _INT_CACHE_MAX:
-            cache.clear()
-        if when is not None:
-            when = cache.setdefault(when, when)
-        if pid is not None:
-            pid = cache.setdefault(pid, pid)
-        entry = (when, pid, item)
-        now = self._clock()
-        with self._lock:
-            eid = self._next_eid
-            self._next_eid = eid + 1
-            self._store(eid, entry, now)
-            return eid
+        return self.append_many(((when, pid, item),))
 
     def append_many(self, entries: Sequence[tuple[int | None, int | None, object]]) -> int:
         """`append` of each (time, pid, item) in order, under one lock and one reading of the
-        clock (a reader batch's events); the first one's eid, the others' follow it."""
+        clock (a reader batch's events); the first one's eid, the others' follow it (the next
+        eid when there are none)."""
         cache = self._int_cache
         stored = []
         for when, pid, item in entries:
