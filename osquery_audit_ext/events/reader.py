@@ -26,11 +26,16 @@ log = logging.getLogger(__name__)
 MODES = ("auto", "unicast", "multicast")
 # After a batch smaller than a full read, wait this long before the next one: a trickle of
 # events (an exec storm's ~8 records an exec, one exec per ~1 ms) is then read and routed
-# ~10 events per wake-up instead of one, which costs far less CPU per event (a wake-up, its
+# ~20 events per wake-up instead of one, which costs far less CPU per event (a wake-up, its
 # receive calls and durable-ring frame cost more than routing an exec's records); events
 # are visible this much later (osquery reads an events table when a query runs, seconds
-# apart). 2 ms gave ~2.5 execs a wake-up and ~1.4x the CPU an exec of 10 ms in the bench.
-LINGER = 0.010  # seconds
+# apart). Exec storm CPU an exec, back to back on the bench host: 10 ms ~120-150 us, 20 ms
+# ~95-110 us (the reader of 2 ms and a call per record before: ~170-280 us).
+LINGER = 0.020  # seconds
+# The records the kernel queues meanwhile must fit the socket's receive buffer: at a storm's
+# ~100k records/s of ~2 KiB each (skb truesize) the wait is cut to fill half of `rcvbuf` at
+# most (the default 32 MiB allows 80 ms; 1 MiB, 2.6 ms).
+QUEUE_BYTES_PER_SECOND = 100_000 * 2048
 FULL_BATCH = BATCH  # records of a read that did not empty the socket
 # After a full read, read on up to this many times before handing the events over: what is
 # done once per hand-over (the durable ring's frame, the eid reservation ...) is then shared
@@ -145,6 +150,7 @@ class AuditReader:
         self._sock: RecordSocket | None = None
         self._enobufs_closed = 0  # ENOBUFS counted on sockets already closed
         self._stop = threading.Event()
+        self.linger = min(LINGER, settings.rcvbuf / 2 / QUEUE_BYTES_PER_SECOND)
         self._thread: threading.Thread | None = None
         self._last_lost = 0
 
@@ -278,7 +284,7 @@ class AuditReader:
                 self._check_status()
                 next_check = now + settings.pid_check_interval
             if 0 < len(batch) < FULL_BATCH:
-                self._stop.wait(LINGER)
+                self._stop.wait(self.linger)
         leftover = coalescer.flush()
         if leftover:
             on_events(leftover)

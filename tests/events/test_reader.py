@@ -35,6 +35,8 @@ from osquery_audit_ext.errors import AuditPidTaken
 from osquery_audit_ext.events.coalesce import Event
 from osquery_audit_ext.events.reader import (
     FULL_BATCH,
+    LINGER,
+    QUEUE_BYTES_PER_SECOND,
     READS_PER_HANDOVER,
     AuditReader,
     ReaderSettings,
@@ -468,6 +470,19 @@ def test_full_reads_are_read_on_and_handed_over_together() -> None:
     assert [e.serial for e in sink.events] == list(range(1, 1 + len(records) // 4))
     assert sink.calls == 2  # the full reads' events at once, then the short read's
     assert reader.stats.records_received == len(records)
+
+
+def test_the_linger_leaves_room_in_a_small_receive_buffer() -> None:
+    """What the kernel queues while the reader waits after a short read fits half the
+    receive buffer: a small [reader] rcvbuf shortens the wait."""
+    kernel = FakeKernel()
+    default = AuditReader("multicast", ReaderSettings(), Sink(), open_control=kernel.open_control)
+    small = AuditReader(
+        "multicast", ReaderSettings(rcvbuf=1 << 20), Sink(), open_control=kernel.open_control
+    )
+    assert default.linger == LINGER
+    assert small.linger < LINGER
+    assert small.linger * QUEUE_BYTES_PER_SECOND == pytest.approx((1 << 20) / 2)
 
 
 def test_stop_completes_the_events_still_in_flight() -> None:
