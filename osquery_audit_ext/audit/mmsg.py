@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import ctypes
 import errno
+import mmap
 import os
 import socket
 
@@ -81,7 +82,10 @@ class BatchReceiver:
             raise OSError(errno.ENOSYS, "recvmmsg is not available")
         self.fd = fd
         self.enobufs = 0
-        self._data = ctypes.create_string_buffer(BATCH * SLOT)
+        # Anonymous memory: a page is resident once the kernel writes a datagram to it (a
+        # record fills the start of its slot), not all BATCH * SLOT bytes zeroed up front.
+        self._memory = mmap.mmap(-1, BATCH * SLOT)
+        self._data = (ctypes.c_char * (BATCH * SLOT)).from_buffer(self._memory)
         self._names = (_SockAddrNl * BATCH)()
         self._iovecs = (_IoVec * BATCH)()
         self._headers = (_MMsgHdr * BATCH)()
@@ -97,7 +101,6 @@ class BatchReceiver:
         u32 = memoryview(self._data).cast("B").cast("I")
         u16 = memoryview(self._data).cast("B").cast("H")
         # Strided views: element i of each is a field of datagram i (or of its header).
-        self._bytes = memoryview(self._data).cast("B")
         self._types = u16[2 :: SLOT // 2]  # nlmsg_type
         self._seqs = u32[2 :: SLOT // 4]  # nlmsg_seq
         stride = ctypes.sizeof(_MMsgHdr) // 4
@@ -140,12 +143,18 @@ class BatchReceiver:
         senders = self._senders[:got].tolist()
         seqs = self._seqs[:got].tolist()
         types = self._types[:got].tolist()
-        data = self._bytes
-        out = []
-        for i in range(got):
-            length = lengths[i]
-            if senders[i] or seqs[i] or length < NLMSG_HDRLEN:
-                continue  # not from the kernel, a late reply, or not even a header
-            start = i * SLOT
-            out.append((types[i], bytes(data[start + NLMSG_HDRLEN : start + length])))
-        return out
+        memory = self._memory  # slicing the mmap gives bytes in one step
+        if any(senders) or any(seqs) or min(lengths, default=NLMSG_HDRLEN) < NLMSG_HDRLEN:
+            out = []
+            for i in range(got):
+                length = lengths[i]
+                if senders[i] or seqs[i] or length < NLMSG_HDRLEN:
+                    continue  # not from the kernel, a late reply, or not even a header
+                start = i * SLOT
+                out.append((types[i], memory[start + NLMSG_HDRLEN : start + length]))
+            return out
+        # Every datagram a record from the kernel (nearly every batch): no test per datagram.
+        return [
+            (msg_type, memory[start + NLMSG_HDRLEN : start + length])
+            for msg_type, start, length in zip(types, range(0, got * SLOT, SLOT), lengths)
+        ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 
 from ..audit.consts import (
     AUDIT_EOE,
@@ -34,8 +35,9 @@ from ..audit.consts import (
     AUDIT_LAST_USER_MSG2,
     AUDIT_REPLACE,
     AUDIT_USER,
+    RECORDS_BELOW_FIRST_USER_MSG,
 )
-from .records import Record, parse_stamp, record_body, split_header
+from .records import Record, RecordParseError, parse_stamp, record_body, split_header
 
 SERIAL_MASK = 0xFFFFFFFF  # the kernel's serial is an unsigned 32-bit counter
 SERIAL_HALF = 0x80000000
@@ -188,7 +190,81 @@ class Coalescer:
 
         `now` stamps a new event for the timeout; without it the last `expire` time is used.
         """
-        stamp = split_header(payload)
+        return self._add_stamped(split_header(payload), record_type, payload, now)
+
+    def add_batch(
+        self, records: Iterable[tuple[int, bytes]], now: float
+    ) -> tuple[list[Event], int, int]:
+        """Take one receive batch as the reader gets it: (events completed or pushed out,
+        oldest first; records taken; records that were not audit records).
+
+        Control replies (types below AUDIT_FIRST_USER_MSG but two) and AUDIT_REPLACE probes
+        are not records: skipped, not counted. Every other record is `add`ed in turn, one
+        that raises RecordParseError counted and skipped. The same as those `add` calls
+        (tests check it): the three cases of nearly every record, the first record of a new
+        event (the next serial, while fewer than max_inflight wait), a record joining its
+        event and the EOE ending it, are done here without a call per record.
+        """
+        out: list[Event] = []
+        taken = errors = 0
+        inflight, recent, cap = self._inflight, self._recent, self.max_inflight
+        complete, add_stamped, note_serial = self._complete, self._add_stamped, self._note_serial
+        for record_type, payload in records:
+            if record_type < AUDIT_FIRST_USER_MSG:
+                if record_type not in RECORDS_BELOW_FIRST_USER_MSG:
+                    continue
+            elif record_type == AUDIT_REPLACE:
+                continue
+            taken += 1
+            # split_header's check, inline; a payload it refuses goes to `add` to raise.
+            close = payload.find(b"):", 6) if payload[:6] == b"audit(" else -1
+            if close < 0:
+                try:
+                    self.add(record_type, payload, now)
+                except RecordParseError:
+                    errors += 1
+                continue
+            stamp = payload[6:close]
+            pending = inflight.get(stamp)
+            if pending is not None:
+                if record_type == AUDIT_EOE:
+                    del inflight[stamp]
+                    out.append(complete(stamp, pending, Ending.BY_KERNEL))
+                    continue
+                types = pending.types
+                if record_type not in types:
+                    types.append(record_type)
+                    pending.payloads.append(payload)
+                    continue
+            elif (
+                AUDIT_LAST_DAEMON < record_type < AUDIT_KERNEL  # never alone (completes_alone)
+                and record_type != AUDIT_EOE
+                and len(inflight) < cap
+                and stamp not in recent
+            ):
+                try:
+                    when = parse_stamp(stamp)
+                except RecordParseError:
+                    errors += 1
+                    continue
+                note_serial(when[2])
+                event = Event([record_type], [payload], False, when)
+                event.since = now
+                inflight[stamp] = event
+                continue
+            try:
+                done = add_stamped(stamp, record_type, payload, now)
+            except RecordParseError:
+                errors += 1
+                continue
+            if done:
+                out.extend(done)
+        return out, taken, errors
+
+    def _add_stamped(
+        self, stamp: bytes, record_type: int, payload: bytes, now: float | None
+    ) -> list[Event]:
+        """`add` of a payload whose stamp (split_header) is `stamp`."""
         pending = self._inflight.get(stamp)
         if record_type == AUDIT_EOE:
             if pending is not None:
@@ -287,6 +363,11 @@ class Coalescer:
             self._high_serial = self.first_serial = serial
             return
         ahead = (serial - high) & SERIAL_MASK
+        if ahead == 1:  # the next serial (nearly always): no hole, nothing new to settle
+            self._high_serial = serial
+            if self._missing_order:
+                self._settle(serial)
+            return
         if ahead == 0:
             return
         if ahead < SERIAL_HALF:

@@ -25,7 +25,7 @@ import threading
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from itertools import chain
 
 _INT_CACHE_MAX = 4096  # shared int objects kept (ints above 256 are separate objects)
@@ -117,20 +117,31 @@ class EventRing:
         An entry without a time is kept but never matches a time constraint. Repeated time
         and pid values share one int object.
         """
+        return self.append_many(((when, pid, item),))
+
+    def append_many(self, entries: Sequence[tuple[int | None, int | None, object]]) -> int:
+        """`append` of each (time, pid, item) in order, under one lock and one reading of the
+        clock (a reader batch's events); the first one's eid, the others' follow it (the next
+        eid when there are none)."""
         cache = self._int_cache
-        if len(cache) >= _INT_CACHE_MAX:
-            cache.clear()
-        if when is not None:
-            when = cache.setdefault(when, when)
-        if pid is not None:
-            pid = cache.setdefault(pid, pid)
-        entry = (when, pid, item)
+        stored = []
+        for when, pid, item in entries:
+            if len(cache) >= _INT_CACHE_MAX:
+                cache.clear()
+            if when is not None:
+                when = cache.setdefault(when, when)
+            if pid is not None:
+                pid = cache.setdefault(pid, pid)
+            stored.append((when, pid, item))
         now = self._clock()
+        store = self._store
         with self._lock:
-            eid = self._next_eid
-            self._next_eid = eid + 1
-            self._store(eid, entry, now)
-            return eid
+            first = eid = self._next_eid
+            for entry in stored:
+                store(eid, entry, now)
+                eid += 1
+            self._next_eid = eid
+        return first
 
     def restore(self, entries: Iterable[Entry], next_eid: int = 1) -> int:
         """Put back entries kept across a restart, in eid order, keeping their eids; the next

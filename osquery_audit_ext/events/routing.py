@@ -285,19 +285,43 @@ class EventRouter:
 
     def route(self, events: list[Event]) -> None:
         written: dict[str, list[Entry]] | None = None if self.journals is None else {}
+        classify, other = self.classify, self.other_rings
+        process_block, socket_block = self._blocks[PROCESS_EVENTS], self._blocks[SOCKET_EVENTS]
+        # Each table's new entries, appended at the end in one go (the rings are separate:
+        # the eids are those one append each would give).
+        process: list[tuple[int, int | None, object]] = []
+        sockets: list[tuple[int, int | None, object]] = []
+        process_events: list[Event] = []
+        socket_events: list[Event] = []
         for event in events:
-            found = self.classify(event)
-            types = event.types  # the coalescer's shared tuple
+            found = classify(event)
             if found is not None:
                 table, pid = found
-                ring = self.process_ring if table == PROCESS_EVENTS else self.socket_ring
-                payloads = event.payloads
                 stamp = (event.sec, event.msec, event.serial)
-                eid = ring.append(event.sec, pid, self._blocks[table].add(types, payloads, stamp))
-                if written is not None:  # the journal takes the payloads as they are
-                    written.setdefault(table, []).append((eid, event.sec, pid, (types, payloads)))
-            if self.other_rings:
+                if table == PROCESS_EVENTS:
+                    item = process_block.add(event.types, event.payloads, stamp)
+                    process.append((event.sec, pid, item))
+                    process_events.append(event)
+                else:
+                    item = socket_block.add(event.types, event.payloads, stamp)
+                    sockets.append((event.sec, pid, item))
+                    socket_events.append(event)
+            if other:
                 self._route_other(event, found is not None, written)
+        for table, ring, entries, routed in (
+            (PROCESS_EVENTS, self.process_ring, process, process_events),
+            (SOCKET_EVENTS, self.socket_ring, sockets, socket_events),
+        ):
+            if not entries:
+                continue
+            eid = ring.append_many(entries)
+            if written is not None:  # the journal takes the payloads as they are
+                written.setdefault(table, []).extend(
+                    [
+                        (eid + number, when, pid, (event.types, event.payloads))
+                        for number, ((when, pid, _item), event) in enumerate(zip(entries, routed))
+                    ]
+                )
         if written:
             self._write_journals(written)
 

@@ -18,7 +18,7 @@ import pytest
 from helpers.fake_kernel import HEADER, KernelPeer, Request, ack, nlmsg, record, seq_of
 from helpers.goldens import audit_golden as golden
 from helpers.kernel import run_auditctl
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osquery_audit_ext.audit.consts import (
@@ -536,3 +536,42 @@ def test_recv_many_reads_a_burst_of_real_records_in_batches(kernel: None) -> Non
                     seen.append(int(payload.split(marker + b" n=")[1].split(b"'")[0]))
     assert seen == list(range(count))
     assert 1 < largest <= 64
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("record"), st.integers(1100, 1400), st.binary(max_size=300)),
+            st.tuples(st.just("late"), st.integers(1000, 1020), st.binary(max_size=40)),
+            st.tuples(st.just("short"), st.just(0), st.binary(max_size=15)),
+        ),
+        max_size=8,  # an AF_UNIX datagram queue holds about 10
+    )
+)
+def test_batch_receiver_takes_what_a_record_by_record_read_takes(datagrams: list) -> None:
+    """Batches with only kernel records (taken without a test per datagram) and batches
+    with late replies or runts (each datagram tested) give the records a one-by-one read
+    keeps: in order, whole."""
+    from osquery_audit_ext.audit import mmsg
+
+    if not mmsg.available():
+        pytest.skip("this libc has no recvmmsg")
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with sender, receiver:
+        batches = mmsg.BatchReceiver(receiver.fileno())
+        want = []
+        for kind, msg_type, body in datagrams:
+            if kind == "record":
+                sender.send(record(msg_type, body))
+                want.append((msg_type, body))
+            elif kind == "late":
+                sender.send(nlmsg(msg_type, 1 + len(body), body))
+            else:
+                sender.send(body)
+        got = batches.receive()
+        if not datagrams:
+            assert got is None
+        else:
+            assert got == want
+            assert all(type(payload) is bytes for _type, payload in got)

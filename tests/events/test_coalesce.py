@@ -415,3 +415,104 @@ def test_event_records_equal_parse_record_of_each_payload(parts: list) -> None:
     types = [t for t, _, _ in parts]
     event = Event(types, payloads)
     assert event.records == [parse_record(t, p) for t, p in zip(types, payloads)]
+
+
+# -- add_batch: the reader's fast path against add, record by record ------------------------
+
+
+def add_one_by_one(
+    coalescer: Coalescer, batch: list[Raw], now: float
+) -> tuple[list[Event], int, int]:
+    """What the reader did before add_batch: skip what is not a record, add the rest in turn,
+    count and skip the ones add refuses."""
+    out: list[Event] = []
+    taken = errors = 0
+    for msg_type, payload in batch:
+        if (msg_type < 1100 and msg_type not in (1005, 1006)) or msg_type == 1329:
+            continue
+        taken += 1
+        try:
+            out.extend(coalescer.add(msg_type, payload, now))
+        except RecordParseError:
+            errors += 1
+    return out, taken, errors
+
+
+def coalescer_state(coalescer: Coalescer) -> tuple:
+    counters = (
+        coalescer.timed_out,
+        coalescer.dropped_inflight,
+        coalescer.serial_gaps,
+        coalescer.duplicates,
+        coalescer.late,
+        coalescer.high_serial,
+        coalescer.first_serial,
+    )
+    held = [(e.types, e.payloads, e.ended, e.since) for e in coalescer._inflight.values()]
+    return counters, held, list(coalescer._recent.items())
+
+
+def event_state(events: list[Event]) -> list[tuple]:
+    return [(tuple(e.types), e.payloads, e.ended, e.sec, e.msec, e.serial) for e in events]
+
+
+@st.composite
+def record_batches(draw: st.DrawFn) -> list[list[Raw]]:
+    """Records of a few stamps in any order, with repeats, EOEs for unknown events, lone
+    records, control replies, REPLACE probes and payloads that are not records, cut into
+    receive batches."""
+    first = draw(st.integers(0xFFFFFFF0, 0xFFFFFFFF))
+    stamps = [
+        (f"1700000000.{draw(st.integers(0, 2)):03d}", (first + n) & 0xFFFFFFFF)
+        for n in range(draw(st.integers(1, 6)))
+    ]
+    types = st.sampled_from(
+        [1300, 1302, 1302, 1307, 1320, 1320, 1327, 1305, 1005, 1006, 1100, 2100, 1000, 1329]
+    )
+    records: list[Raw] = []
+    for _ in range(draw(st.integers(0, 40))):
+        kind = draw(st.integers(0, 9))
+        if kind == 0 and records:
+            records.append(draw(st.sampled_from(records)))  # an exact repeat
+        elif kind == 1:
+            bad = draw(st.sampled_from([b"", b"audit(", b"audit(17.1:1", b"nope", b"audit(x):"]))
+            records.append(Raw(draw(types), bad))
+        else:
+            stamp, serial = draw(st.sampled_from(stamps))
+            records.append(rec(draw(types), serial, f"n={draw(st.integers(0, 2))}", stamp))
+    cuts = sorted(draw(st.lists(st.integers(0, len(records)), max_size=6)))
+    edges = [0, *cuts, len(records)]
+    return [records[a:b] for a, b in zip(edges, edges[1:])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(record_batches(), st.integers(1, 4), st.booleans())
+def test_add_batch_equals_add_record_by_record(
+    batches: list[list[Raw]], max_inflight: int, expire_between: bool
+) -> None:
+    fast = Coalescer(timeout=2, max_inflight=max_inflight, recent=3)
+    careful = Coalescer(timeout=2, max_inflight=max_inflight, recent=3)
+    for number, batch in enumerate(batches):
+        now = 1000.0 + number
+        got = fast.add_batch([tuple(raw) for raw in batch], now)
+        want = add_one_by_one(careful, batch, now)
+        assert (event_state(got[0]), got[1:]) == (event_state(want[0]), want[1:])
+        assert coalescer_state(fast) == coalescer_state(careful)
+        if expire_between:
+            assert event_state(fast.expire(now + 1.5)) == event_state(careful.expire(now + 1.5))
+    assert event_state(fast.flush()) == event_state(careful.flush())
+    assert coalescer_state(fast) == coalescer_state(careful)
+
+
+def test_add_batch_skips_control_replies_and_counts_bad_payloads() -> None:
+    coalescer = Coalescer()
+    batch = [
+        (1000, b"\x01\x00\x00\x00"),  # an AUDIT_GET reply: not a record, not counted
+        (1329, b"audit(1700000000.500:7): "),  # AUDIT_REPLACE: the kernel's probe
+        (1300, b"not an audit record"),
+        *syscall_event(7),
+    ]
+    events, taken, errors = coalescer.add_batch(batch, 1.0)
+    assert (taken, errors) == (len(batch) - 2, 1)
+    assert [e.records for e in events] == [parsed(syscall_event(7)[:-1])]
+    assert coalescer.high_serial == 7  # the probe's serial was not noted

@@ -33,7 +33,14 @@ from osquery_audit_ext.audit.consts import (
 from osquery_audit_ext.audit.control import AuditStatus, owner_process
 from osquery_audit_ext.errors import AuditPidTaken
 from osquery_audit_ext.events.coalesce import Event
-from osquery_audit_ext.events.reader import AuditReader, ReaderSettings
+from osquery_audit_ext.events.reader import (
+    FULL_BATCH,
+    LINGER,
+    QUEUE_BYTES_PER_SECOND,
+    READS_PER_HANDOVER,
+    AuditReader,
+    ReaderSettings,
+)
 
 OUR_PID = os.getpid()
 
@@ -417,6 +424,65 @@ def test_records_become_events_and_control_replies_are_not_records() -> None:
     # USER, the first user type, LOGIN and its EOE, SYSCALL, PROCTITLE, EOE, the bad one.
     assert reader.stats.records_received == 8
     assert reader.stats.parse_errors == 1
+
+
+def test_full_reads_are_read_on_and_handed_over_together() -> None:
+    """A full read means more is waiting: the reader reads on (READS_PER_HANDOVER reads at
+    most) and hands their events over in one call; a short read ends the hand-over."""
+    kernel = FakeKernel()
+    sink = Sink()
+
+    def event_records(serial: int) -> list[tuple[int, bytes]]:
+        stamp = f"1700000000.500:{serial}"
+        return [
+            (AUDIT_SYSCALL, line(stamp, "arch=c000003e syscall=42 success=no")),
+            (AUDIT_PROCTITLE, line(stamp, "proctitle=6C73")),
+            (AUDIT_PROCTITLE + 1, line(stamp, "x=1")),
+            (AUDIT_EOE, line(stamp, "")),
+        ]
+
+    records = [
+        r
+        for serial in range(1, 1 + (READS_PER_HANDOVER * FULL_BATCH + 8) // 4)
+        for r in event_records(serial)
+    ]
+    batches = [records[i : i + FULL_BATCH] for i in range(0, len(records), FULL_BATCH)]
+    assert [len(b) for b in batches] == [FULL_BATCH] * READS_PER_HANDOVER + [8]
+
+    def open_socket(*, multicast: bool = False, rcvbuf: int | None = None) -> FakeSocket:
+        sock = kernel.open_socket(multicast=multicast, rcvbuf=rcvbuf)
+        for batch in batches:  # all waiting before the first read
+            sock.deliver(*batch)
+        return sock
+
+    reader = AuditReader(
+        "multicast",
+        ReaderSettings(),
+        sink,
+        open_socket=open_socket,
+        open_control=kernel.open_control,
+    )
+    reader.start()
+    try:
+        wait_for(lambda: len(sink.events) == len(records) // 4)
+    finally:
+        reader.stop()
+    assert [e.serial for e in sink.events] == list(range(1, 1 + len(records) // 4))
+    assert sink.calls == 2  # the full reads' events at once, then the short read's
+    assert reader.stats.records_received == len(records)
+
+
+def test_the_linger_leaves_room_in_a_small_receive_buffer() -> None:
+    """What the kernel queues while the reader waits after a short read fits half the
+    receive buffer: a small [reader] rcvbuf shortens the wait."""
+    kernel = FakeKernel()
+    default = AuditReader("multicast", ReaderSettings(), Sink(), open_control=kernel.open_control)
+    small = AuditReader(
+        "multicast", ReaderSettings(rcvbuf=1 << 20), Sink(), open_control=kernel.open_control
+    )
+    assert default.linger == LINGER
+    assert small.linger < LINGER
+    assert small.linger * QUEUE_BYTES_PER_SECOND == pytest.approx((1 << 20) / 2)
 
 
 def test_stop_completes_the_events_still_in_flight() -> None:

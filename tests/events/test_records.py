@@ -8,6 +8,7 @@ split across records.
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -30,6 +31,7 @@ from osquery_audit_ext.events.records import (
     decode_value,
     execve_argv,
     parse_record,
+    parse_stamp,
     proctitle_argv,
     split_fields,
 )
@@ -598,3 +600,31 @@ def test_every_golden_record_parses() -> None:
             parse_record(t, payload)
             count += 1
     assert count > 50
+
+
+_STAMP_SPEC = re.compile(rb"(\d+)\.(\d{3}):(\d+)")  # SECONDS.MILLIS:SERIAL, as the kernel writes it
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=30),
+        st.lists(
+            st.sampled_from([b"0", b"7", b"42", b".", b":", b"123", b" ", b"-", b"\xd9\xa3"])
+        ).map(b"".join),
+        st.tuples(st.integers(0, 2**40), st.integers(0, 1200), st.integers(0, 2**33)).map(
+            lambda t: b"%d.%03d:%d" % t
+        ),
+        # Parts int() would take but the pattern does not (signs, spaces, underscores ...).
+        st.tuples(
+            *[st.sampled_from([b"17", b"123", b"-7", b"+1", b" 7", b"1_0", b"1\n", b""])] * 3
+        ).map(lambda t: b"%s.%s:%s" % t),
+    )
+)
+def test_parse_stamp_takes_what_the_stamp_pattern_takes(stamp: bytes) -> None:
+    match = _STAMP_SPEC.fullmatch(stamp)
+    if match is None:
+        with pytest.raises(RecordParseError):
+            parse_stamp(stamp)
+    else:
+        assert parse_stamp(stamp) == tuple(int(group) for group in match.groups())

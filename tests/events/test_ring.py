@@ -310,3 +310,47 @@ def test_queries_run_while_the_reader_appends() -> None:
     thread.join()
     assert not errors
     assert ring.last_eid == 20000 and len(ring) == 500
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.one_of(st.none(), st.integers(990, 1010)),
+                st.one_of(st.none(), st.integers(1, 5)),
+            ),
+            max_size=8,
+        ),
+        max_size=6,
+    ),
+    st.integers(1, 12),
+    st.sampled_from([0, 5]),
+    st.integers(1, 50),
+)
+def test_append_many_equals_one_append_each(
+    batches: list, capacity: int, expiry: int, next_eid: int
+) -> None:
+    """A batch appended in one go gives the eids, entries and counters one append each does."""
+    clock = Clock()
+    one, many = (EventRing(capacity, expiry, clock=clock, next_eid=next_eid) for _ in range(2))
+    for number, batch in enumerate(batches):
+        clock.now = 1000.0 + 2 * number
+        items = [(when, pid, f"item {number}.{i}") for i, (when, pid) in enumerate(batch)]
+        eids = [one.append(when, pid, item) for when, pid, item in items]
+        if items:
+            first = many.append_many(items)
+            assert eids == list(range(first, first + len(items)))
+        else:
+            assert many.append_many(items) == many.next_eid
+        assert many.query() == one.query()
+        for ring in (one, many):
+            ring.expire()
+        assert many.query(time_min=995, pids={1, 2}) == one.query(time_min=995, pids={1, 2})
+        assert (many.evicted, many.evicted_by_age, many.first_eid, many.last_eid) == (
+            one.evicted,
+            one.evicted_by_age,
+            one.first_eid,
+            one.last_eid,
+        )
+        assert (len(many), many.next_eid) == (len(one), one.next_eid)
