@@ -288,11 +288,11 @@ def measure_table(
     ring = table.ring
     context = pid_context(pid)
     gen_pid, pid_rows = best_of(repeat, lambda: len(list(table.generate(context))))
-    gen_full, _ = best_of(1, lambda: len(list(table.generate(QueryContext()))))  # builds every row
+    full_repeat = max(2, repeat // 2)  # a full scan builds every row: fewer runs
+    gen_full, _ = best_of(full_repeat, lambda: len(list(table.generate(QueryContext()))))
     sql_pid, sql_rows = best_of(
         repeat, lambda: len(core.query(f"SELECT * FROM {name} WHERE pid = {pid}").rows)
     )
-    full_repeat = max(2, repeat // 2)
     sql_count_s, count = best_of(
         full_repeat,
         lambda: int(core.query(f"SELECT count(*) AS n FROM {name}").rows[0]["n"]),
