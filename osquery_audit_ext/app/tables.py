@@ -13,6 +13,7 @@ from ..audit.rule.format import describe_rule, format_rule
 from ..errors import AuditExtError
 from ..events.ring import Entry, EventRing
 from ..events.routing import TableRows
+from ..sdk.gcpause import gc_paused
 from ..sdk.plugin import TEXT_FORM, QueryContext, Table, TextEncoding, encode_rows
 from ..sdk.tablespec import load_spec
 from .consumers import ConsumerCursors, Narrowing
@@ -129,7 +130,13 @@ class EventTable(Table):
         return self._rows(context, TEXT_FORM)  # type: ignore[return-value]
 
     def _rows(self, context: QueryContext, text: TextEncoding | None) -> list[dict[str, object]]:
-        """The query's rows, as typed values or (text) in osquery's text form."""
+        """The query's rows, as typed values or (text) in osquery's text form; built with the
+        cyclic GC paused (as the extension's handler and the core's queries do) for any
+        caller: 100k rows are millions of new objects and no cycle among them."""
+        with gc_paused():
+            return self._rows_of(context, text)
+
+    def _rows_of(self, context: QueryContext, text: TextEncoding | None) -> list[dict[str, object]]:
         time_min, time_max = context.int_bounds("time")
         eids = [int(e) for e in context.equals("eid") if e.isdigit()]
         pids = [int(p) for p in context.equals("pid") if p.lstrip("-").isdigit()]
