@@ -12,8 +12,8 @@
  *   None for TEXT/BLOB (the value as it is); else low/high the range in which a plain
  *   decimal (-?(0|[1-9][0-9]*), ASCII) is the column's value as int (None: never), and
  *   convert(text) the column's value for any other text. Each tuple is the row's values in
- *   column order (a key the row lacks: None), then the row's position. None when a row is
- *   not a dict: sql.py's careful path then reads it.
+ *   column order (a key the row lacks reads as "", as osquery's core reads it), then the
+ *   row's position. None when a row is not a dict: sql.py's careful path then reads it.
  *
  * text_rows(rows, columns, nullvalue, as_text) -> list of dicts, or None
  *   rows: SQLite's result tuples; each becomes {column: text}: a str as it is, None as
@@ -69,7 +69,7 @@ static PyObject *typed_rows(PyObject *module, PyObject *const *args, Py_ssize_t 
     column_t *columns = PyMem_Calloc((size_t)(width ? width : 1), sizeof(column_t));
     if (columns == NULL)
         return PyErr_NoMemory();
-    PyObject *out = NULL;
+    PyObject *out = NULL, *empty = NULL;
     for (Py_ssize_t c = 0; c < width; c++) {
         PyObject *item = PyList_GET_ITEM(spec, c), *key, *low, *high, *convert;
         if (!PyArg_ParseTuple(item, "OOOO", &key, &low, &high, &convert))
@@ -84,7 +84,8 @@ static PyObject *typed_rows(PyObject *module, PyObject *const *args, Py_ssize_t 
                 goto done;
         }
     }
-    out = PyList_New(count);
+    empty = PyUnicode_FromStringAndSize("", 0);
+    out = empty == NULL ? NULL : PyList_New(count);
     if (out == NULL)
         goto done;
     for (Py_ssize_t r = 0; r < count; r++) {
@@ -112,10 +113,9 @@ static PyObject *typed_rows(PyObject *module, PyObject *const *args, Py_ssize_t 
             if (text == NULL) {
                 if (PyErr_Occurred())
                     goto fail;
-                Py_INCREF(Py_None); /* a key missing: NULL, as _careful_rows' .get */
-                value = Py_None;
+                text = empty; /* a key missing reads as "", as in _careful_rows */
             }
-            else if (column->convert == NULL) {
+            if (column->convert == NULL) {
                 Py_INCREF(text);
                 value = text;
             }
@@ -136,6 +136,7 @@ static PyObject *typed_rows(PyObject *module, PyObject *const *args, Py_ssize_t 
 fail:
     Py_CLEAR(out);
 done:
+    Py_XDECREF(empty);
     PyMem_Free(columns);
     return out;
 }

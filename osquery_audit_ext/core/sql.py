@@ -445,14 +445,16 @@ def _column_plan(definition: TableDef, wanted: set[str] | None) -> list[tuple]:
 def _careful_rows(
     definition: TableDef, rows: list[dict[str, str]], wanted: set[str] | None
 ) -> Iterator[tuple[object, ...]]:
-    """_converted by one .get per cell: a missing key is NULL."""
+    """_converted by one .get per cell. A key the row lacks reads as "", as in osquery's core
+    (DynamicTableRow::get_column looks the column up with std::map's operator[], which adds
+    it empty): empty text in a TEXT or BLOB column, NULL in any other."""
     columns: list[Iterable[object]] = []
     for column in definition.columns:
         key = column.alias_of or column.name
         if wanted is not None and key not in wanted:
             columns.append(itertools.repeat(None))
             continue
-        columns.append(convert_column(column.type, list(map(methodcaller("get", key), rows))))
+        columns.append(convert_column(column.type, list(map(methodcaller("get", key, ""), rows))))
     return zip(*columns, range(len(rows)))
 
 

@@ -68,7 +68,8 @@ def test_converted_rows_equal_one_column_value_per_cell(
     rows: list, used: list | None, complete: bool
 ) -> None:
     """The row-major fast path (every used key present, any key order) and the careful one
-    (a key missing) both give column_value(type, row.get(key)) per used cell, None elsewhere."""
+    (a key missing) both give column_value(type, row.get(key, "")) per used cell, None
+    elsewhere: a missing key reads as "", as in osquery's core (DynamicTableRow::get_column)."""
 
     definition = TableDef.from_routes("t", _CONVERTED_ROUTES, is_extension=True)
     if complete:  # what an extension sends: every used key, in some order of its own
@@ -77,7 +78,9 @@ def test_converted_rows_equal_one_column_value_per_cell(
 
     def cell(column: ColumnDef, row: dict) -> object:
         key = column.alias_of or column.name
-        return column_value(column.type, row.get(key)) if wanted is None or key in wanted else None
+        if wanted is not None and key not in wanted:
+            return None
+        return column_value(column.type, row.get(key, ""))  # osquery reads a missing key as ""
 
     expected = [
         (*(cell(c, row) for c in definition.columns), position) for position, row in enumerate(rows)
