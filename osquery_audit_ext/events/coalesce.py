@@ -216,15 +216,11 @@ class Coalescer:
             elif record_type == AUDIT_REPLACE:
                 continue
             taken += 1
-            # split_header's check, inline; a payload it refuses goes to `add` to raise.
-            close = payload.find(b"):", 6) if payload[:6] == b"audit(" else -1
-            if close < 0:
-                try:
-                    self.add(record_type, payload, now)
-                except RecordParseError:
-                    errors += 1
+            try:
+                stamp = split_header(payload)
+            except RecordParseError:
+                errors += 1
                 continue
-            stamp = payload[6:close]
             pending = inflight.get(stamp)
             if pending is not None:
                 if record_type == AUDIT_EOE:
