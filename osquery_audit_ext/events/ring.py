@@ -27,6 +27,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from itertools import chain
+from operator import itemgetter
 
 _INT_CACHE_MAX = 4096  # shared int objects kept (ints above 256 are separate objects)
 _COMPACT_AFTER = 1024  # evicted slots kept before the list is compacted
@@ -286,7 +287,7 @@ class EventRing:
         rows reads the items alone)."""
         eids, snapshot, selected = self._selected(time_min, time_max, eid_min, eid_max, pids)
         if selected is None:
-            return list(eids), [entry[2] for entry in snapshot]
+            return list(eids), list(map(itemgetter(2), snapshot))
         pairs = list(selected)
         return [eid for eid, _entry in pairs], [entry[2] for _eid, entry in pairs]
 

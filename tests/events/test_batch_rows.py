@@ -332,3 +332,39 @@ def test_rows_while_the_reader_appends_and_seals() -> None:
     finally:
         stop.set()
         thread.join()
+
+
+# -- the views rows are copied from -------------------------------------------------------------
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["pid", "eid", "__class__", "__dict__", "path", "é", "", "a b"])
+            | st.text(max_size=8),
+            st.none() | st.integers() | st.text(max_size=4),
+        ),
+        max_size=40,
+    )
+)
+def test_key_sharing_dict_is_the_dict_of_its_items(pairs: list[tuple[str, object]]) -> None:
+    names, values = [n for n, _v in pairs], [v for _n, v in pairs]
+    view = rows_module.key_sharing_dict(names, values)
+    assert type(view) is dict
+    assert list(view.items()) == list(dict(zip(names, values)).items())
+    copy = view.copy()
+    copy["eid"] = "0000000001"  # EventTable adds eid to each row copied from a view
+    assert list(copy.items()) == list({**dict(zip(names, values)), "eid": "0000000001"}.items())
+    assert list(view.items()) == list(dict(zip(names, values)).items())
+
+
+@pytest.mark.skipif(
+    sys.implementation.name != "cpython", reason="key-sharing dicts are CPython's (PEP 412)"
+)
+def test_rows_copied_from_a_socket_events_view_share_its_keys() -> None:
+    """The point of key_sharing_dict: a row of SELECT * FROM socket_events holds a values
+    array, not a copy of the 25 keys (sys.getsizeof counts the keys table of a plain dict)."""
+    names = BUILT[SOCKET_EVENTS]
+    view = rows_module.key_sharing_dict(names, [None] * len(names))
+    plain = dict(view)
+    assert sys.getsizeof(view.copy()) < sys.getsizeof(plain.copy()) // 2
