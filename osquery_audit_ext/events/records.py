@@ -391,12 +391,12 @@ def execve_argv(records: Iterable[Record]) -> Argv:
                     lengths[int(index)] = length
             elif name.isdigit():
                 whole[int(name)] = raw
-    complete = argc is not None and argc >= 0
-    if complete:
-        count = argc
-    else:
-        indices = [*whole, *chunks]
-        count = max(indices) + 1 if indices else 0
+    indices = [*whole, *chunks]
+    present = max(indices) + 1 if indices else 0
+    complete = argc is not None and 0 <= argc <= present
+    # An argc above the last argument the records hold (a lost record, or a crafted one with
+    # argc=99999999999) is not trusted: the missing tail is not made up, only marked.
+    count = argc if complete else present
     args: list[bytes] = []
     for index in range(count):  # type: ignore[arg-type]
         raw = whole.get(index)

@@ -350,9 +350,12 @@ def test_execve_quoted_split_counts_bytes() -> None:
 
 
 def test_execve_missing_chunk_or_argument_is_incomplete() -> None:
-    first = record(1309, 'argc=3 a0="cat" a1_len=20 a1[0]=3031323334')
-    assert execve_argv([first]) == Argv([b"cat", b"01234", b""], False)
-    assert execve_argv([record(1309, 'argc=2 a0="x"')]) == Argv([b"x", b""], False)
+    first = record(1309, 'argc=4 a0="cat" a1_len=20 a1[0]=3031323334 a3="z"')
+    assert execve_argv([first]) == Argv([b"cat", b"01234", b"", b"z"], False)
+    # Arguments after the last one the records hold are not made up: argc is not trusted.
+    assert execve_argv([record(1309, 'argc=2 a0="x"')]) == Argv([b"x"], False)
+    huge = record(1309, 'argc=99999999999 a0="x" a1="y"')
+    assert execve_argv([huge]) == Argv([b"x", b"y"], False)
 
 
 def test_execve_without_argc_keeps_what_it_has() -> None:
