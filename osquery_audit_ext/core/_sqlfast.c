@@ -691,8 +691,10 @@ static PyObject *read_response(stream_t *in, plan_t *plan, int depth)
             PyObject *pair = read_rows(in, plan);
             if (pair == NULL)
                 goto done;
-            Py_SETREF(rows, Py_NewRef(PyTuple_GET_ITEM(pair, 0)));
-            Py_SETREF(rowids, Py_NewRef(PyTuple_GET_ITEM(pair, 1)));
+            Py_INCREF(PyTuple_GET_ITEM(pair, 0));
+            Py_INCREF(PyTuple_GET_ITEM(pair, 1));
+            Py_SETREF(rows, PyTuple_GET_ITEM(pair, 0));
+            Py_SETREF(rowids, PyTuple_GET_ITEM(pair, 1));
             Py_DECREF(pair);
         }
         else if (skip(in, type, depth + 1) < 0)
@@ -719,7 +721,8 @@ static PyObject *reply_rows(PyObject *module, PyObject *const *args, Py_ssize_t 
     int type, id;
     if (in.chunk_size == NULL || plan.columns == NULL || build_targets(&plan) < 0)
         goto done;
-    out = Py_NewRef(Py_None); /* no success field: the caller's "unknown result" */
+    Py_INCREF(Py_None);
+    out = Py_None; /* no success field: the caller's "unknown result" */
     for (;;) { /* call_result: field 0 is the ExtensionResponse */
         if (read_field(&in, &type, &id) < 0)
             goto fail;
