@@ -29,18 +29,19 @@ def compiled() -> None:
         pytest.skip("thrift's fastbinary (the decoder reply_rows stands in for) is not built")
 
 
-ROUTES = [
-    {"id": "column", "name": "name", "type": "TEXT", "op": "0"},
-    {"id": "column", "name": "pid", "type": "BIGINT", "op": "0"},
-    {"id": "column", "name": "ok", "type": "INTEGER", "op": "0"},
-    {"id": "column", "name": "ratio", "type": "DOUBLE", "op": "0"},
-    {"id": "column", "name": "odd", "type": "MADE_UP", "op": "0"},
-    {"id": "column", "name": "blob", "type": "BLOB", "op": "0"},
-    {"id": "column", "name": "naïve", "type": "UNSIGNED_BIGINT", "op": "0"},
-    {"id": "columnAlias", "name": "process_id", "target": "pid"},
-]
+COLUMNS = {
+    "name": "TEXT",
+    "pid": "BIGINT",
+    "ok": "INTEGER",
+    "ratio": "DOUBLE",
+    "odd": "MADE_UP",
+    "blob": "BLOB",
+    "naïve": "UNSIGNED_BIGINT",
+}
+ROUTES = [{"id": "column", "name": n, "type": t, "op": "0"} for n, t in COLUMNS.items()]
+ROUTES.append({"id": "columnAlias", "name": "process_id", "target": "pid"})
 DEFINITION = TableDef.from_routes("t", ROUTES, is_extension=True)
-KEYS = ["name", "pid", "ok", "ratio", "odd", "blob", "naïve"]
+KEYS = list(COLUMNS)
 # A column named with U+FFFD: an invalid UTF-8 key decodes ("replace") to it.
 ODD_DEFINITION = TableDef.from_routes(
     "u",
@@ -98,23 +99,22 @@ _UNKNOWN_VALUES = st.recursive(
 _UNKNOWN_FIELDS = st.lists(st.tuples(st.integers(3, 30), _UNKNOWN_VALUES), max_size=2)
 
 
+_SCALAR_WRITERS = {
+    TType.BOOL: "writeBool",
+    TType.BYTE: "writeByte",
+    TType.I16: "writeI16",
+    TType.I32: "writeI32",
+    TType.I64: "writeI64",
+    TType.DOUBLE: "writeDouble",
+    TType.STRING: "writeBinary",
+}
+
+
 def _write_value(out: TBinaryProtocol, ttype: int, value: object) -> None:
     """One value by thrift's own pure-Python writer (lists/maps of mixed inner types are
     written with the first element's type, so a skipper must honour the header)."""
-    if ttype == TType.BOOL:
-        out.writeBool(value)
-    elif ttype == TType.BYTE:
-        out.writeByte(value)
-    elif ttype == TType.I16:
-        out.writeI16(value)
-    elif ttype == TType.I32:
-        out.writeI32(value)
-    elif ttype == TType.I64:
-        out.writeI64(value)
-    elif ttype == TType.DOUBLE:
-        out.writeDouble(value)
-    elif ttype == TType.STRING:
-        out.writeBinary(value)
+    if ttype in _SCALAR_WRITERS:
+        getattr(out, _SCALAR_WRITERS[ttype])(value)
     elif ttype == TType.UUID:
         out.trans.write(value)
     elif ttype == TType.LIST:
