@@ -3,7 +3,8 @@
  *
  * Optional: sql.py uses this module when it imports (scripts/build_accel.py compiles it in
  * place at `make install`) and its own C-builtin loops otherwise; the same tests run on both
- * (tests/core/test_sql_fast.py). The values' rules stay in sdk/values.py: this file turns a
+ * (tests/core/test_sql_fast.py). reply_rows' twin is thrift's own decoder followed by
+ * _converted, which it is tested against (tests/core/test_reply_rows.py). The values' rules stay in sdk/values.py: this file turns a
  * plain decimal into an int (what every extension sends for a number) and a str, an int or
  * None into its text, and calls back into Python for every other value.
  *

@@ -78,7 +78,10 @@ class SQLError(AuditExtError):
 
 
 class TableSource(Protocol):
-    """Something that answers osquery table plugin calls (an extension, or a local table)."""
+    """Something that answers osquery table plugin calls (an extension, or a local table).
+
+    An extension's source may also have generate_typed(request, decode) (sources.py's
+    ExtensionTableSource): a generate call whose reply `decode` reads straight into rows."""
 
     name: str
     is_extension: bool
