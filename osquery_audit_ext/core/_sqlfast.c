@@ -1,8 +1,10 @@
-/* Compiled fast paths of core/sql.py's _converted and _statement_rows.
+/* Compiled fast paths of core/sql.py's _converted and _statement_rows, and the generate
+ * reply decoder that feeds _converted's rows to SQLite without thrift's dicts.
  *
  * Optional: sql.py uses this module when it imports (scripts/build_accel.py compiles it in
  * place at `make install`) and its own C-builtin loops otherwise; the same tests run on both
- * (tests/core/test_sql_fast.py). The values' rules stay in sdk/values.py: this file turns a
+ * (tests/core/test_sql_fast.py). reply_rows' twin is thrift's own decoder followed by
+ * _converted, which it is tested against (tests/core/test_reply_rows.py). The values' rules stay in sdk/values.py: this file turns a
  * plain decimal into an int (what every extension sends for a number) and a str, an int or
  * None into its text, and calls back into Python for every other value.
  *
@@ -15,6 +17,17 @@
  *   column order (a key the row lacks reads as "", as osquery's core reads it), then the
  *   row's position. None when a row is not a dict: sql.py's careful path then reads it.
  *
+ * reply_rows(columns, read) -> (status, rows, rowids), or None
+ *   An extension's reply to a generate call (the call_result struct after the message
+ *   header) read as it arrives, straight into typed_rows' tuples (columns as there), so
+ *   that no dict of str is built per row only to be typed and dropped. read(n) gives 1..n
+ *   more bytes and raises at the end. Decodes as thrift's fastbinary does (unknown fields
+ *   skipped, strings UTF-8 with errors "replace", a field or key given twice: the last);
+ *   status is (code, message, uuid), each None when absent; rows and rowids None when the
+ *   reply has no rows; rowids each row's "rowid" text (None where it has none), or None
+ *   when no row has one. None when the reply has no result. Bytes that are no such reply
+ *   raise ValueError("malformed reply: ...").
+ *
  * text_rows(rows, columns, nullvalue, as_text) -> list of dicts, or None
  *   rows: SQLite's result tuples; each becomes {column: text}: a str as it is, None as
  *   nullvalue, an int (not a bool) in decimal, anything else as_text(value). None when a
@@ -23,13 +36,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* A plain decimal's value in [low, high]: 1 and *out set, else 0. */
-static int plain_decimal(PyObject *text, long long low, long long high, long long *out)
+/* The n bytes at s as a plain decimal in [low, high]: 1 and *out set, else 0. Bytes, so
+ * that reply_rows reads a number off the wire without making its str first. */
+static int plain_decimal_chars(const char *s, Py_ssize_t n, long long low, long long high,
+                               long long *out)
 {
-    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text))
-        return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    const char *s = (const char *)PyUnicode_1BYTE_DATA(text);
     Py_ssize_t i = 0;
     int negative = n > 0 && s[0] == '-';
     i = negative;
@@ -50,12 +61,49 @@ static int plain_decimal(PyObject *text, long long low, long long high, long lon
     return 1;
 }
 
+/* A plain decimal's value in [low, high]: 1 and *out set, else 0. */
+static int plain_decimal(PyObject *text, long long low, long long high, long long *out)
+{
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text))
+        return 0;
+    return plain_decimal_chars((const char *)PyUnicode_1BYTE_DATA(text),
+                               PyUnicode_GET_LENGTH(text), low, high, out);
+}
+
 typedef struct {
     PyObject *key;     /* borrowed; NULL: not used */
     PyObject *convert; /* borrowed; NULL: as it is */
     int ranged;
     long long low, high;
 } column_t;
+
+/* sql.py's _column_plan (a list of (key, low, high, convert)) as one column_t each, in a
+ * new array (PyMem_Free it); NULL with an exception set on a malformed plan. */
+static column_t *read_plan(PyObject *spec)
+{
+    Py_ssize_t width = PyList_GET_SIZE(spec);
+    column_t *columns = PyMem_Calloc((size_t)(width ? width : 1), sizeof(column_t));
+    if (columns == NULL)
+        return (column_t *)PyErr_NoMemory();
+    for (Py_ssize_t c = 0; c < width; c++) {
+        PyObject *item = PyList_GET_ITEM(spec, c), *key, *low, *high, *convert;
+        if (!PyArg_ParseTuple(item, "OOOO", &key, &low, &high, &convert))
+            goto fail;
+        columns[c].key = key == Py_None ? NULL : key;
+        columns[c].convert = convert == Py_None ? NULL : convert;
+        columns[c].ranged = low != Py_None && high != Py_None;
+        if (columns[c].ranged) {
+            columns[c].low = PyLong_AsLongLong(low);
+            columns[c].high = PyLong_AsLongLong(high);
+            if (PyErr_Occurred())
+                goto fail;
+        }
+    }
+    return columns;
+fail:
+    PyMem_Free(columns);
+    return NULL;
+}
 
 static PyObject *typed_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -66,24 +114,10 @@ static PyObject *typed_rows(PyObject *module, PyObject *const *args, Py_ssize_t 
     }
     PyObject *rows = args[0], *spec = args[1];
     Py_ssize_t width = PyList_GET_SIZE(spec), count = PyList_GET_SIZE(rows);
-    column_t *columns = PyMem_Calloc((size_t)(width ? width : 1), sizeof(column_t));
+    column_t *columns = read_plan(spec);
     if (columns == NULL)
-        return PyErr_NoMemory();
+        return NULL;
     PyObject *out = NULL, *empty = NULL;
-    for (Py_ssize_t c = 0; c < width; c++) {
-        PyObject *item = PyList_GET_ITEM(spec, c), *key, *low, *high, *convert;
-        if (!PyArg_ParseTuple(item, "OOOO", &key, &low, &high, &convert))
-            goto done;
-        columns[c].key = key == Py_None ? NULL : key;
-        columns[c].convert = convert == Py_None ? NULL : convert;
-        columns[c].ranged = low != Py_None && high != Py_None;
-        if (columns[c].ranged) {
-            columns[c].low = PyLong_AsLongLong(low);
-            columns[c].high = PyLong_AsLongLong(high);
-            if (PyErr_Occurred())
-                goto done;
-        }
-    }
     empty = PyUnicode_FromStringAndSize("", 0);
     out = empty == NULL ? NULL : PyList_New(count);
     if (out == NULL)
@@ -138,6 +172,582 @@ fail:
 done:
     Py_XDECREF(empty);
     PyMem_Free(columns);
+    return out;
+}
+
+/* ---- reply_rows: a generate call's Thrift reply, straight into typed_rows' tuples ------ */
+
+/* Thrift's binary protocol wire types (thrift/lib/py/src/ext/types.h TType). */
+enum {
+    TT_STOP = 0, TT_BOOL = 2, TT_BYTE = 3, TT_DOUBLE = 4, TT_I16 = 6, TT_I32 = 8, TT_I64 = 10,
+    TT_STRING = 11, TT_STRUCT = 12, TT_MAP = 13, TT_SET = 14, TT_LIST = 15, TT_UUID = 16,
+};
+#define READ_CHUNK (256 * 1024) /* bytes asked of read() at a time */
+#define MAX_DEPTH 64            /* nesting of skipped fields, as fastbinary bounds it */
+
+/* Sets ValueError("malformed reply: ...") and gives NULL (sql.py makes it the query's error). */
+#define MALFORMED(...) PyErr_Format(PyExc_ValueError, "malformed reply: " __VA_ARGS__)
+
+/* The reply as it arrives: read(n) gives 1..n more bytes (the transport's buffered ones
+ * first, then the socket's) and raises at the end of the stream. buf[start:end] holds what
+ * is not consumed yet; the connection stays open after the reply, so nothing is asked for
+ * beyond what the reply needs. */
+typedef struct {
+    PyObject *read, *chunk_size;
+    char *buf;
+    Py_ssize_t cap, start, end;
+} stream_t;
+
+static int grow(stream_t *in, Py_ssize_t room)
+{
+    if (in->cap - in->end >= room)
+        return 0;
+    Py_ssize_t cap = in->cap * 2 > in->end + room ? in->cap * 2 : in->end + room;
+    char *buf = PyMem_Realloc(in->buf, (size_t)cap);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    in->buf = buf;
+    in->cap = cap;
+    return 0;
+}
+
+/* One more chunk after what is left (moved to the front: a value straddling chunks ends
+ * up whole). */
+static int fill(stream_t *in)
+{
+    if (in->start > 0) {
+        memmove(in->buf, in->buf + in->start, (size_t)(in->end - in->start));
+        in->end -= in->start;
+        in->start = 0;
+    }
+    if (grow(in, READ_CHUNK) < 0)
+        return -1;
+    PyObject *chunk = PyObject_CallOneArg(in->read, in->chunk_size);
+    if (chunk == NULL)
+        return -1;
+    if (!PyBytes_Check(chunk)) {
+        PyErr_Format(PyExc_TypeError, "read() gave %.50s, not bytes", Py_TYPE(chunk)->tp_name);
+        Py_DECREF(chunk);
+        return -1;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(chunk);
+    if (n == 0 || grow(in, n) < 0) {
+        Py_DECREF(chunk);
+        return n == 0 ? (MALFORMED("it ends early"), -1) : -1;
+    }
+    memcpy(in->buf + in->end, PyBytes_AS_STRING(chunk), (size_t)n);
+    in->end += n;
+    Py_DECREF(chunk);
+    return 0;
+}
+
+/* The next n bytes, consumed; valid until the next take or skip_bytes. */
+static const char *take(stream_t *in, Py_ssize_t n)
+{
+    while (in->end - in->start < n)
+        if (fill(in) < 0)
+            return NULL;
+    const char *p = in->buf + in->start;
+    in->start += n;
+    return p;
+}
+
+static int skip_bytes(stream_t *in, Py_ssize_t n)
+{
+    while (n > 0) {
+        if (in->end == in->start && fill(in) < 0)
+            return -1;
+        Py_ssize_t part = in->end - in->start < n ? in->end - in->start : n;
+        in->start += part;
+        n -= part;
+    }
+    return 0;
+}
+
+static int read_byte(stream_t *in, int *out)
+{
+    const unsigned char *p = (const unsigned char *)take(in, 1);
+    if (p == NULL)
+        return -1;
+    *out = p[0];
+    return 0;
+}
+
+static int read_i32(stream_t *in, int32_t *out)
+{
+    const unsigned char *p = (const unsigned char *)take(in, 4);
+    if (p == NULL)
+        return -1;
+    *out = (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+    return 0;
+}
+
+static int read_i64(stream_t *in, int64_t *out)
+{
+    const unsigned char *p = (const unsigned char *)take(in, 8);
+    if (p == NULL)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* A field header: *type, and *id unless the type is STOP. */
+static int read_field(stream_t *in, int *type, int *id)
+{
+    if (read_byte(in, type) < 0)
+        return -1;
+    if (*type == TT_STOP)
+        return 0;
+    const unsigned char *p = (const unsigned char *)take(in, 2);
+    if (p == NULL)
+        return -1;
+    *id = (int16_t)((uint16_t)p[0] << 8 | p[1]);
+    return 0;
+}
+
+/* A length (string, list, map) that must not be negative. */
+static int read_length(stream_t *in, Py_ssize_t *out, const char *what)
+{
+    int32_t n;
+    if (read_i32(in, &n) < 0)
+        return -1;
+    if (n < 0)
+        return MALFORMED("negative %s length %d", what, (int)n), -1;
+    *out = n;
+    return 0;
+}
+
+/* A value of a field or element nobody reads, as thrift skips it. */
+static int skip(stream_t *in, int type, int depth)
+{
+    Py_ssize_t n;
+    int a, b, id;
+    if (depth > MAX_DEPTH)
+        return MALFORMED("nested deeper than %d", MAX_DEPTH), -1;
+    switch (type) {
+    case TT_BOOL:
+    case TT_BYTE:
+        return skip_bytes(in, 1);
+    case TT_I16:
+        return skip_bytes(in, 2);
+    case TT_I32:
+        return skip_bytes(in, 4);
+    case TT_I64:
+    case TT_DOUBLE:
+        return skip_bytes(in, 8);
+    case TT_UUID:
+        return skip_bytes(in, 16);
+    case TT_STRING:
+        return read_length(in, &n, "string") < 0 ? -1 : skip_bytes(in, n);
+    case TT_STRUCT:
+        for (;;) {
+            if (read_field(in, &a, &id) < 0)
+                return -1;
+            if (a == TT_STOP)
+                return 0;
+            if (skip(in, a, depth + 1) < 0)
+                return -1;
+        }
+    case TT_MAP:
+        if (read_byte(in, &a) < 0 || read_byte(in, &b) < 0 || read_length(in, &n, "map") < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (skip(in, a, depth + 1) < 0 || skip(in, b, depth + 1) < 0)
+                return -1;
+        return 0;
+    case TT_SET:
+    case TT_LIST:
+        if (read_byte(in, &a) < 0 || read_length(in, &n, "list") < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (skip(in, a, depth + 1) < 0)
+                return -1;
+        return 0;
+    default:
+        return MALFORMED("unknown field type %d", type), -1;
+    }
+}
+
+/* A string's bytes as fastbinary decodes them (PyUnicode_DecodeUTF8, errors "replace"). */
+static PyObject *read_text(stream_t *in)
+{
+    Py_ssize_t n;
+    const char *p;
+    if (read_length(in, &n, "string") < 0 || (p = take(in, n)) == NULL)
+        return NULL;
+    return PyUnicode_DecodeUTF8(p, n, "replace");
+}
+
+/* The row keys worth matching: each used column's key once (first: the first of its
+ * columns, chained by next_column), and "rowid". */
+typedef struct {
+    const char *key; /* UTF-8; NULL: matches no wire key */
+    Py_ssize_t len;
+    Py_ssize_t first;
+    int rowid;
+} target_t;
+
+typedef struct {
+    column_t *columns;
+    Py_ssize_t width, *next_column;
+    target_t *targets;
+    Py_ssize_t ntargets;
+    int fffd;            /* a key holds U+FFFD, so an invalid UTF-8 wire key may match it */
+    Py_ssize_t *predict; /* target matched at each map position of the previous row */
+    Py_ssize_t npredict;
+} plan_t;
+
+static int build_targets(plan_t *plan)
+{
+    Py_ssize_t width = plan->width;
+    plan->targets = PyMem_Calloc((size_t)width + 1, sizeof(target_t));
+    plan->next_column = PyMem_Calloc((size_t)(width ? width : 1), sizeof(Py_ssize_t));
+    if (plan->targets == NULL || plan->next_column == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t *last = PyMem_Calloc((size_t)width + 1, sizeof(Py_ssize_t));
+    if (last == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t c = 0; c < width; c++) {
+        plan->next_column[c] = -1;
+        if (plan->columns[c].key == NULL)
+            continue;
+        Py_ssize_t len;
+        const char *key = PyUnicode_AsUTF8AndSize(plan->columns[c].key, &len);
+        if (key == NULL) { /* a lone surrogate: no decoded wire key holds one */
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+                PyMem_Free(last);
+                return -1;
+            }
+            PyErr_Clear();
+        }
+        Py_ssize_t t = 0;
+        while (t < plan->ntargets && !(key != NULL && plan->targets[t].key != NULL &&
+                                       plan->targets[t].len == len &&
+                                       memcmp(plan->targets[t].key, key, (size_t)len) == 0))
+            t++;
+        if (t == plan->ntargets) {
+            plan->targets[t] = (target_t){key, key ? len : 0, c, 0};
+            plan->ntargets++;
+        }
+        else
+            plan->next_column[last[t]] = c;
+        last[t] = c;
+        if (key != NULL && memmem(key, (size_t)len, "\xef\xbf\xbd", 3) != NULL)
+            plan->fffd = 1;
+    }
+    PyMem_Free(last);
+    Py_ssize_t t = 0;
+    while (t < plan->ntargets && !(plan->targets[t].len == 5 && plan->targets[t].key != NULL &&
+                                   memcmp(plan->targets[t].key, "rowid", 5) == 0))
+        t++;
+    if (t == plan->ntargets)
+        plan->targets[plan->ntargets++] = (target_t){"rowid", 5, -1, 0};
+    plan->targets[t].rowid = 1;
+    return 0;
+}
+
+static Py_ssize_t find_target(const plan_t *plan, const char *key, Py_ssize_t len,
+                              Py_ssize_t guess)
+{
+    const target_t *targets = plan->targets;
+    if (guess >= 0 && targets[guess].len == len && memcmp(targets[guess].key, key, (size_t)len) == 0)
+        return guess;
+    for (Py_ssize_t t = 0; t < plan->ntargets; t++)
+        if (targets[t].key != NULL && targets[t].len == len &&
+            memcmp(targets[t].key, key, (size_t)len) == 0)
+            return t;
+    return -1;
+}
+
+/* The target a wire key (at position i of its map) names, -1 for none; -2 on error.
+ * Predicts: an extension sends the same keys in the same order in every row. */
+static Py_ssize_t match_key(plan_t *plan, const char *key, Py_ssize_t len, Py_ssize_t i)
+{
+    if (i >= plan->npredict) {
+        Py_ssize_t n = plan->npredict ? plan->npredict * 2 : 64;
+        while (n <= i)
+            n *= 2;
+        Py_ssize_t *predict = PyMem_Realloc(plan->predict, (size_t)n * sizeof(Py_ssize_t));
+        if (predict == NULL) {
+            PyErr_NoMemory();
+            return -2;
+        }
+        for (Py_ssize_t j = plan->npredict; j < n; j++)
+            predict[j] = -1;
+        plan->predict = predict;
+        plan->npredict = n;
+    }
+    Py_ssize_t t;
+    if (plan->fffd) { /* compare as the key decodes, as the dict would */
+        PyObject *text = PyUnicode_DecodeUTF8(key, len, "replace");
+        const char *utf8 = text == NULL ? NULL : PyUnicode_AsUTF8AndSize(text, &len);
+        if (utf8 == NULL) {
+            Py_XDECREF(text);
+            return -2;
+        }
+        t = find_target(plan, utf8, len, plan->predict[i]);
+        Py_DECREF(text);
+    }
+    else
+        t = find_target(plan, key, len, plan->predict[i]);
+    plan->predict[i] = t;
+    return t;
+}
+
+/* A column's value from its text's bytes, as typed_rows gives it from the decoded str. */
+static PyObject *cell(const column_t *column, const char *p, Py_ssize_t n)
+{
+    long long number;
+    if (column->convert == NULL)
+        return PyUnicode_DecodeUTF8(p, n, "replace");
+    if (column->ranged && plain_decimal_chars(p, n, column->low, column->high, &number))
+        return PyLong_FromLongLong(number);
+    PyObject *text = PyUnicode_DecodeUTF8(p, n, "replace");
+    if (text == NULL)
+        return NULL;
+    PyObject *value = PyObject_CallOneArg(column->convert, text);
+    Py_DECREF(text);
+    return value;
+}
+
+/* One row (a map<string,string>) as typed_rows' tuple; *rowid its "rowid" text (new
+ * reference) or NULL. A duplicate key: the last value wins, as in the dict. */
+static PyObject *read_row(stream_t *in, plan_t *plan, Py_ssize_t position, PyObject **rowid)
+{
+    int ktype, vtype;
+    Py_ssize_t count, len;
+    *rowid = NULL;
+    if (read_byte(in, &ktype) < 0 || read_byte(in, &vtype) < 0 ||
+        read_length(in, &count, "map") < 0)
+        return NULL;
+    if (count > 0 && (ktype != TT_STRING || vtype != TT_STRING))
+        return MALFORMED("row %zd is a map of types %d -> %d, not of strings", position, ktype,
+                         vtype);
+    PyObject *row = PyTuple_New(plan->width + 1);
+    if (row == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *p;
+        if (read_length(in, &len, "string") < 0 || (p = take(in, len)) == NULL)
+            goto fail;
+        Py_ssize_t t = match_key(plan, p, len, i);
+        if (t == -2 || read_length(in, &len, "string") < 0)
+            goto fail;
+        if (t < 0) {
+            if (skip_bytes(in, len) < 0)
+                goto fail;
+            continue;
+        }
+        if ((p = take(in, len)) == NULL)
+            goto fail;
+        for (Py_ssize_t c = plan->targets[t].first; c >= 0; c = plan->next_column[c]) {
+            PyObject *value = cell(&plan->columns[c], p, len), *old;
+            if (value == NULL)
+                goto fail;
+            old = PyTuple_GET_ITEM(row, c);
+            PyTuple_SET_ITEM(row, c, value);
+            Py_XDECREF(old);
+        }
+        if (plan->targets[t].rowid) {
+            PyObject *text = PyUnicode_DecodeUTF8(p, len, "replace");
+            if (text == NULL)
+                goto fail;
+            Py_XSETREF(*rowid, text);
+        }
+    }
+    for (Py_ssize_t c = 0; c < plan->width; c++) {
+        if (PyTuple_GET_ITEM(row, c) != NULL)
+            continue;
+        PyObject *value;
+        if (plan->columns[c].key == NULL) {
+            Py_INCREF(Py_None);
+            value = Py_None;
+        }
+        else if ((value = cell(&plan->columns[c], "", 0)) == NULL) /* missing: "" */
+            goto fail;
+        PyTuple_SET_ITEM(row, c, value);
+    }
+    PyObject *index = PyLong_FromSsize_t(position);
+    if (index == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(row, plan->width, index);
+    return row;
+fail:
+    Py_CLEAR(*rowid);
+    Py_DECREF(row);
+    return NULL;
+}
+
+/* ExtensionResponse.response: (rows, rowids); rowids None when no row has "rowid". */
+static PyObject *read_rows(stream_t *in, plan_t *plan)
+{
+    int etype;
+    Py_ssize_t count;
+    if (read_byte(in, &etype) < 0 || read_length(in, &count, "list") < 0)
+        return NULL;
+    if (count > 0 && etype != TT_MAP)
+        return MALFORMED("the rows are of type %d, not maps", etype);
+    PyObject *rows = PyList_New(0), *rowids = NULL, *rowid;
+    if (rows == NULL)
+        return NULL;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *row = read_row(in, plan, r, &rowid);
+        if (row == NULL)
+            goto fail;
+        int failed = PyList_Append(rows, row);
+        Py_DECREF(row);
+        if (rowid != NULL && rowids == NULL) {
+            rowids = PyList_New(r); /* the rows before: None */
+            for (Py_ssize_t j = 0; rowids != NULL && j < r; j++) {
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(rowids, j, Py_None);
+            }
+        }
+        if (rowids != NULL)
+            failed |= PyList_Append(rowids, rowid ? rowid : Py_None);
+        Py_XDECREF(rowid);
+        if (failed || (rowid != NULL && rowids == NULL))
+            goto fail;
+    }
+    PyObject *out = PyTuple_Pack(2, rows, rowids ? rowids : Py_None);
+    Py_DECREF(rows);
+    Py_XDECREF(rowids);
+    return out;
+fail:
+    Py_DECREF(rows);
+    Py_XDECREF(rowids);
+    return NULL;
+}
+
+/* ExtensionStatus as (code, message, uuid), each None when absent. */
+static PyObject *read_status(stream_t *in, int depth)
+{
+    PyObject *fields[3] = {Py_None, Py_None, Py_None};
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    int type, id;
+    for (;;) {
+        PyObject *value = NULL;
+        if (read_field(in, &type, &id) < 0)
+            goto fail;
+        if (type == TT_STOP)
+            break;
+        if (id == 1 && type == TT_I32) {
+            int32_t code;
+            if (read_i32(in, &code) < 0 || (value = PyLong_FromLong(code)) == NULL)
+                goto fail;
+        }
+        else if (id == 2 && type == TT_STRING) {
+            if ((value = read_text(in)) == NULL)
+                goto fail;
+        }
+        else if (id == 3 && type == TT_I64) {
+            int64_t uuid;
+            if (read_i64(in, &uuid) < 0 || (value = PyLong_FromLongLong(uuid)) == NULL)
+                goto fail;
+        }
+        else if (skip(in, type, depth + 1) < 0)
+            goto fail;
+        if (value != NULL)
+            Py_SETREF(fields[id - 1], value);
+    }
+    return PyTuple_Pack(3, fields[0], fields[1], fields[2]);
+fail:
+    Py_DECREF(fields[0]);
+    Py_DECREF(fields[1]);
+    Py_DECREF(fields[2]);
+    return NULL;
+}
+
+/* ExtensionResponse as (status, rows, rowids); a field given twice: the last one. */
+static PyObject *read_response(stream_t *in, plan_t *plan, int depth)
+{
+    PyObject *status = Py_None, *rows = Py_None, *rowids = Py_None, *out = NULL;
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    int type, id;
+    for (;;) {
+        if (read_field(in, &type, &id) < 0)
+            goto done;
+        if (type == TT_STOP)
+            break;
+        if (id == 1 && type == TT_STRUCT) {
+            PyObject *value = read_status(in, depth + 1);
+            if (value == NULL)
+                goto done;
+            Py_SETREF(status, value);
+        }
+        else if (id == 2 && type == TT_LIST) {
+            PyObject *pair = read_rows(in, plan);
+            if (pair == NULL)
+                goto done;
+            Py_INCREF(PyTuple_GET_ITEM(pair, 0));
+            Py_INCREF(PyTuple_GET_ITEM(pair, 1));
+            Py_SETREF(rows, PyTuple_GET_ITEM(pair, 0));
+            Py_SETREF(rowids, PyTuple_GET_ITEM(pair, 1));
+            Py_DECREF(pair);
+        }
+        else if (skip(in, type, depth + 1) < 0)
+            goto done;
+    }
+    out = PyTuple_Pack(3, status, rows, rowids);
+done:
+    Py_DECREF(status);
+    Py_DECREF(rows);
+    Py_DECREF(rowids);
+    return out;
+}
+
+static PyObject *reply_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "reply_rows(columns: list, read: callable)");
+        return NULL;
+    }
+    stream_t in = {args[1], PyLong_FromLong(READ_CHUNK), NULL, 0, 0, 0};
+    plan_t plan = {read_plan(args[0]), PyList_GET_SIZE(args[0]), NULL, NULL, 0, 0, NULL, 0};
+    PyObject *out = NULL;
+    int type, id;
+    if (in.chunk_size == NULL || plan.columns == NULL || build_targets(&plan) < 0)
+        goto done;
+    Py_INCREF(Py_None);
+    out = Py_None; /* no success field: the caller's "unknown result" */
+    for (;;) { /* call_result: field 0 is the ExtensionResponse */
+        if (read_field(&in, &type, &id) < 0)
+            goto fail;
+        if (type == TT_STOP)
+            break;
+        if (id == 0 && type == TT_STRUCT) {
+            PyObject *response = read_response(&in, &plan, 1);
+            if (response == NULL)
+                goto fail;
+            Py_SETREF(out, response);
+        }
+        else if (skip(&in, type, 1) < 0)
+            goto fail;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    Py_XDECREF(in.chunk_size);
+    PyMem_Free(in.buf);
+    PyMem_Free(plan.columns);
+    PyMem_Free(plan.next_column);
+    PyMem_Free(plan.targets);
+    PyMem_Free(plan.predict);
     return out;
 }
 
@@ -198,6 +808,8 @@ static PyMethodDef methods[] = {
      "typed_rows(rows, columns): each extension row as a tuple of column values, or None."},
     {"text_rows", (PyCFunction)(void (*)(void))text_rows, METH_FASTCALL,
      "text_rows(rows, columns, nullvalue, as_text): each result row as {column: text}."},
+    {"reply_rows", (PyCFunction)(void (*)(void))reply_rows, METH_FASTCALL,
+     "reply_rows(columns, read): a generate call's reply as (status, rows, rowids), or None."},
     {NULL, NULL, 0, NULL},
 };
 

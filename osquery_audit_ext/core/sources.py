@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from ..sdk.osquery_thrift.ttypes import ExtensionResponse
+from thrift.Thrift import TApplicationException, TMessageType
+
+from ..sdk.osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
 from ..sdk.plugin import ExtensionHandler, Table, failure_response
 from ..sdk.transport import ThriftConnectError, connect
 from .tabledef import TableDef
+
+# decode(read) -> None (the reply has no result) or (status, rows, rowids), status being
+# (code, message, uuid) or None: core/_sqlfast.c's reply_rows, given its columns.
+ReplyDecoder = Callable[[Callable[[int], bytes]], Any]
+
+
+@dataclass(frozen=True)
+class TypedResponse:
+    """A generate call's answer with its rows already typed (core/_sqlfast.c reply_rows):
+    one tuple per row, and each row's "rowid" text (None: the row has none; the whole list
+    None when no row has one)."""
+
+    status: ExtensionStatus
+    rows: list[tuple[object, ...]]
+    rowids: list[str | None] | None = None
+
+
+def _failure(message: str) -> TypedResponse:
+    return TypedResponse(failure_response(message).status, [])
 
 
 class ExtensionTableSource:
@@ -32,6 +56,43 @@ class ExtensionTableSource:
         if response is None or response.status is None:
             return failure_response(f"Extension call failed: no status from {self.socket_path}")
         return response
+
+    def generate_typed(self, request: dict[str, str], decode: ReplyDecoder) -> TypedResponse:
+        """call(request), but the reply's body goes to `decode` as it arrives, not through
+        thrift's decoder: 100k rows would otherwise become 100k dicts of str only to be
+        typed and dropped. Same connection, same failures as call()."""
+        if not os.path.exists(self.socket_path):
+            return _failure(f"Extension socket not available: {self.socket_path}")
+        try:
+            with connect(self.socket_path, self.timeout) as client:
+                client.send_call("table", self.name, request)
+                decoded = _decoded_reply(client._iprot, decode)
+        except ThriftConnectError as exc:
+            return _failure(f"Extension call failed: {exc}")
+        except ValueError as exc:  # reply_rows: bytes that are no ExtensionResponse
+            return _failure(f"Extension call failed: {self.socket_path}: {exc}")
+        status, rows, rowids = decoded
+        if status is None:
+            return _failure(f"Extension call failed: no status from {self.socket_path}")
+        return TypedResponse(ExtensionStatus(*status), rows or [], rowids)
+
+
+def _decoded_reply(protocol: Any, decode: ReplyDecoder) -> Any:
+    """The generated client's recv_call, with `decode` reading the result struct off the
+    transport (whose read(n) gives the buffered bytes, then the socket's)."""
+    _name, kind, _seqid = protocol.readMessageBegin()
+    if kind == TMessageType.EXCEPTION:
+        error = TApplicationException()
+        error.read(protocol)
+        protocol.readMessageEnd()
+        raise error
+    decoded = decode(protocol.trans.read)
+    protocol.readMessageEnd()
+    if decoded is None:
+        raise TApplicationException(
+            TApplicationException.MISSING_RESULT, "call failed: unknown result"
+        )
+    return decoded
 
 
 class LocalTableSource:

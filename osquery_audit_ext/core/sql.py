@@ -45,7 +45,7 @@ from ..sdk.columns import (
     UNSIGNED_BIGINT,
 )
 from ..sdk.gcpause import gc_paused
-from ..sdk.osquery_thrift.ttypes import ExtensionResponse
+from ..sdk.osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
 from ..sdk.plugin import (
     EQUALS,
     GREATER_THAN,
@@ -78,7 +78,10 @@ class SQLError(AuditExtError):
 
 
 class TableSource(Protocol):
-    """Something that answers osquery table plugin calls (an extension, or a local table)."""
+    """Something that answers osquery table plugin calls (an extension, or a local table).
+
+    An extension's source may also have generate_typed(request, decode) (sources.py's
+    ExtensionTableSource): a generate call whose reply `decode` reads straight into rows."""
 
     name: str
     is_extension: bool
@@ -308,12 +311,14 @@ class _Cursor:
     here, never a Python frame. `_current` is one list holding the row SQLite is on: Column
     is its __getitem__; Next is next() on a map that copies the next row tuple into it
     (list slice assignment); Eof is `not _current`, as the rows end with an empty tuple.
-    Each row tuple ends with the row's position, for Rowid.
+    Each row tuple ends with the row's position, for Rowid, which reads the row's "rowid"
+    key through `_rowid_text(position)`.
     """
 
     def __init__(self, table: _VirtualTable) -> None:
         self.table = table
-        self.raw: list[dict[str, str]] = []
+        self._count = 0
+        self._rowid_text: Callable[[int], str | None] = _no_rowid
         self._current: list[object] = []
         self.Column: Callable[[int], object] = self._current.__getitem__
         self.Eof: Callable[[], bool] = functools.partial(operator.not_, self._current)
@@ -349,21 +354,43 @@ class _Cursor:
                 frozenset(name for name, terms in constraints.items() if terms),
             )
         )
-        response = table.source.call({"action": "generate", "context": context})
-        if response.status is None or response.status.code != 0:
-            raise SQLError(response.status.message if response.status else "no status")
-        self.raw = list(response.response or [])
         used = plan.cols_used if indexnum in table.plans else None
-        rows = itertools.chain(_converted(definition, self.raw, used), [()])
+        typed = self._generate({"action": "generate", "context": context}, used)
+        rows = itertools.chain(typed, [()])
         loads = map(self._current.__setitem__, itertools.repeat(slice(None)), rows)
         self.Next = functools.partial(next, loads, None)
         self.Next()
 
+    def _generate(
+        self, request: dict[str, str], used: Sequence[str] | None
+    ) -> Iterable[tuple[object, ...]]:
+        """The generate call's rows as _converted gives them. An extension's reply is read
+        straight into them where _sqlfast is built (sources.ExtensionTableSource
+        .generate_typed with _sqlfast.reply_rows: no dict per row); else call() and
+        _converted over the dicts."""
+        table = self.table
+        definition = table.definition
+        generate_typed = getattr(table.source, "generate_typed", None)
+        if generate_typed is not None and _sqlfast is not None:
+            plan = _column_plan(definition, None if used is None else set(used))
+            typed = generate_typed(request, functools.partial(_sqlfast.reply_rows, plan))
+            _check_status(typed.status)
+            self._count = len(typed.rows)
+            if typed.rowids is not None:
+                self._rowid_text = typed.rowids.__getitem__
+            return typed.rows  # type: ignore[no-any-return]
+        response = table.source.call(request)
+        _check_status(response.status)
+        raw = list(response.response or [])
+        self._count = len(raw)
+        self._rowid_text = lambda position: raw[position].get("rowid")
+        return _converted(definition, raw, used)
+
     def Rowid(self) -> int:
-        position = self._current[-1] if self._current else len(self.raw)
-        if position >= len(self.raw):
+        position = self._current[-1] if self._current else self._count
+        if position >= self._count:  # type: ignore[operator]
             return position  # type: ignore[return-value]
-        text = self.raw[position].get("rowid")  # type: ignore[index]
+        text = self._rowid_text(position)  # type: ignore[arg-type]
         if text is None:
             return position  # type: ignore[return-value]
         rowid = parse_rowid(text)
@@ -372,9 +399,20 @@ class _Cursor:
         return rowid
 
     def Close(self) -> None:
-        self.raw = []
+        self._count = 0
+        self._rowid_text = _no_rowid
         self._current.clear()
         self.Next = functools.partial(next, iter(()), None)
+
+
+def _no_rowid(_position: int) -> None:
+    return None
+
+
+def _check_status(status: ExtensionStatus | None) -> None:
+    """A generate call's failure as the query's error (the plugin's message)."""
+    if status is None or status.code != 0:
+        raise SQLError(status.message if status else "no status")
 
 
 def _converted(
@@ -421,14 +459,16 @@ def _converted(
 _AS_IS = frozenset({TEXT, BLOB})
 
 # core/_sqlfast.c (scripts/build_accel.py): _converted's and _statement_rows' loops in C,
+# and reply_rows (an extension's generate reply read straight into _converted's tuples);
 # the values' rules still sdk/values.py's (PLAIN_RANGES, column_converter, result_text).
 _sqlfast = compiled(f"{__package__}._sqlfast")
-ACCELERATED = _sqlfast is not None  # whether _converted and _statement_rows run compiled
+ACCELERATED = _sqlfast is not None  # whether the above run compiled
 
 
 def _column_plan(definition: TableDef, wanted: set[str] | None) -> list[tuple]:
-    """_sqlfast.typed_rows' columns: (key, low, high, convert) each; key None when unused,
-    convert None for a value taken as it is, low/high where a plain decimal is the value."""
+    """_sqlfast.typed_rows' and reply_rows' columns: (key, low, high, convert) each; key
+    None when unused, convert None for a value taken as it is, low/high where a plain
+    decimal is the value."""
     plan: list[tuple] = []
     for column in definition.columns:
         key = column.alias_of or column.name

@@ -37,6 +37,7 @@ def test_tables_and_schema(fixture_core):
         "  => fixture_echo\n"
         "  => fixture_errors\n"
         "  => fixture_required\n"
+        "  => fixture_rows\n"
         "  => fixture_values\n"
         "CREATE TABLE fixture_required(`path` TEXT, `size` BIGINT);\n"
     )

@@ -11,9 +11,12 @@ import json
 import time
 
 import pytest
+from helpers import accel
 from helpers.harness import FixtureLog, core_with_fixture
 
+from osquery_audit_ext.core import sql as sql_module
 from osquery_audit_ext.core.manager import EmbeddedCore
+from osquery_audit_ext.core.sources import ExtensionTableSource
 from osquery_audit_ext.core.sql import SQLEngine, SQLError
 from osquery_audit_ext.core.tabledef import TableDef
 from osquery_audit_ext.sdk.osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
@@ -356,3 +359,52 @@ def test_rowid_is_the_rows_own_or_its_position():
     table.rows = [{"a": "x", "b": "1", "rowid": "4x"}]
     with pytest.raises(SQLError, match="invalid rowid '4x'"):
         engine.query("SELECT rowid FROM fixture")
+
+
+_PATH_QUERIES = [
+    "SELECT * FROM fixture_rows",
+    "SELECT rowid, label, i, typeof(i) AS ti, u, typeof(u) AS tu FROM fixture_rows",
+    "SELECT count(*) AS c FROM fixture_rows",
+    "SELECT t, sum(n) AS s, max(d) AS m, count(i) AS ci FROM fixture_rows GROUP BY t",
+    "SELECT label FROM fixture_rows WHERE i > 5 AND d < 100 AND t LIKE '%é%'",
+    "SELECT * FROM fixture_values",
+    "SELECT * FROM fixture_errors WHERE kind = 'audit'",
+    "SELECT * FROM fixture_errors WHERE kind = 'bug'",
+]
+
+
+def _answers(core: EmbeddedCore) -> list[object]:
+    answers: list[object] = []
+    for sql in _PATH_QUERIES:
+        try:
+            result = core.query(sql)
+            answers.append((result.columns, result.rows))
+        except SQLError as exc:
+            answers.append(str(exc))
+    return answers
+
+
+def test_typed_reply_path_answers_as_the_dict_paths(fixture_core, monkeypatch):
+    """Every query gives the same rows or error whether the extension's reply is read
+    straight into typed rows (ExtensionTableSource.generate_typed with _sqlfast.reply_rows)
+    or decoded by thrift into dicts first (then _sqlfast.typed_rows, or pure Python)."""
+    core, _, _ = fixture_core
+    accel.require("compiled", sql_module._sqlfast, "core/_sqlfast.c")
+    generate_typed = ExtensionTableSource.generate_typed
+    replies: list[int] = []
+
+    def counted(self, request, decode):
+        answer = generate_typed(self, request, decode)
+        replies.append(len(answer.rows))
+        return answer
+
+    monkeypatch.setattr(ExtensionTableSource, "generate_typed", counted)
+    typed = _answers(core)
+    assert replies.count(6000) == 5 and typed[2] == (["c"], [{"c": "6000"}])
+    first, second = typed[1][1][:2]  # a row's "rowid" key is its rowid, else its position
+    assert (first["rowid"], first["i"], second["rowid"], second["i"]) == ("1000000", "", "1", "31")
+    monkeypatch.delattr(ExtensionTableSource, "generate_typed")
+    assert _answers(core) == typed
+    monkeypatch.setattr(sql_module, "_sqlfast", None)
+    assert _answers(core) == typed
+    assert len(replies) == len(_PATH_QUERIES)

@@ -16,6 +16,8 @@ from dataclasses import fields
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+from thrift.transport.TTransport import TMemoryBuffer
 
 from osquery_audit_ext.app.packs import parse_pack
 from osquery_audit_ext.app.settings import (
@@ -44,6 +46,8 @@ from osquery_audit_ext.audit.rule.codec import decode_rule, encode_rule
 from osquery_audit_ext.audit.rule.format import describe_rule, format_rule
 from osquery_audit_ext.audit.rule.parse import parse_rule
 from osquery_audit_ext.commands.status import parse_settings
+from osquery_audit_ext.core import sql as sql_module
+from osquery_audit_ext.core.tabledef import TableDef
 from osquery_audit_ext.errors import AuditExtError, ConfigError
 from osquery_audit_ext.events.coalesce import Coalescer
 from osquery_audit_ext.events.records import RecordParseError, parse_record
@@ -51,6 +55,8 @@ from osquery_audit_ext.events.ring import EventRing
 from osquery_audit_ext.events.routing import PROCESS_EVENTS, SOCKET_EVENTS, EventRouter
 from osquery_audit_ext.events.rows import cut_row
 from osquery_audit_ext.sdk._toml import toml
+from osquery_audit_ext.sdk.osquery_thrift.Extension import call_result
+from osquery_audit_ext.sdk.osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
 from osquery_audit_ext.sdk.plugin import TEXT_FORM, ExtensionHandler
 from osquery_audit_ext.sdk.tablespec import load_spec
 
@@ -447,3 +453,52 @@ def test_generate_contexts_give_rows_or_a_clear_failure(context, table):
             response.status.message
         )
     assert response.status.code in (0, 1)
+
+
+# -- generate replies (extension -> core) -----------------------------------------------------
+
+REPLY_COLUMNS = [("name", "TEXT"), ("pid", "BIGINT"), ("ok", "INTEGER"), ("d", "DOUBLE")]
+REPLY_DEFINITION = TableDef.from_routes(
+    "t",
+    [{"id": "column", "name": name, "type": ctype, "op": "0"} for name, ctype in REPLY_COLUMNS],
+    is_extension=True,
+)
+
+
+@st.composite
+def generate_replies(draw: st.DrawFn) -> bytes:
+    """A call_result as thrift writes it, then bytes overwritten, cut or appended; or garbage."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=300))
+    keys = st.sampled_from([name for name, _ in REPLY_COLUMNS] + ["rowid", "x"])
+    rows = draw(st.lists(st.dictionaries(keys, st.text(max_size=4)), max_size=4))
+    response = ExtensionResponse(ExtensionStatus(0, "OK", 1), rows)
+    buffer = TMemoryBuffer()
+    call_result(success=response).write(TBinaryProtocol(buffer))
+    reply = bytearray(buffer.getvalue())
+    at = draw(st.integers(0, len(reply)))
+    reply[at : at + 8] = draw(st.binary(max_size=8))
+    return bytes(reply) + draw(st.binary(max_size=8))
+
+
+@campaign
+@given(generate_replies(), st.integers(1, 16))
+def test_generate_replies_read_as_rows_or_one_clear_error(reply, chunk):
+    """The core's typed-reply decoder (core/_sqlfast.c reply_rows, where built) gives rows,
+    or raises its one error ("malformed reply: ...") or the transport's end of stream."""
+    if sql_module._sqlfast is None:
+        return
+    chunks = [reply[i : i + chunk] for i in range(0, len(reply), chunk)]
+
+    def read(_n: int) -> bytes:
+        if not chunks:
+            raise EOFError("end of stream")
+        return chunks.pop(0)
+
+    plan = sql_module._column_plan(REPLY_DEFINITION, None)
+    try:
+        sql_module._sqlfast.reply_rows(plan, read)
+    except ValueError as exc:
+        assert str(exc).startswith("malformed reply: "), exc
+    except EOFError:
+        pass

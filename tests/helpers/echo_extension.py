@@ -79,6 +79,31 @@ class ValuesTable(Table):
         ]
 
 
+class RowsTable(Table):
+    """Enough rows for a reply of many socket reads (~0.5 MB), each raw value in every
+    typed column; some rows lack "i" or carry an unknown key or a "rowid", so the keys'
+    order changes from row to row."""
+
+    spec = fixture_spec("fixture_rows")
+    COUNT = 6000
+
+    def generate(self, context: QueryContext) -> Iterable[Row]:
+        raws = [*RAW_VALUES.values(), "é ☃", "\U0001f600", "18446744073709551615", "-0"]
+        rows = []
+        for k in range(self.COUNT):
+            raw = raws[k % len(raws)]
+            row = {"label": f"row {k} é", "n": str(k * 7919 - 10**6), "i": raw, "d": raw}
+            row.update(t=raw * (k % 3), u=raw)
+            if k % 5 == 0:
+                del row["i"]  # a key missing: "" as osquery reads it
+            if k % 7 == 0:
+                row["zz_unknown"] = "x"
+            if k % 11 == 0:
+                row["rowid"] = str(10**6 + k)
+            rows.append(row)
+        return rows
+
+
 class ErrorsTable(Table):
     spec = fixture_spec("fixture_errors")
 
@@ -105,7 +130,7 @@ def main() -> int:
     return run_extension(
         os.environ.get("FIXTURE_NAME", "fixture"),
         "1.0.0",
-        [EchoTable(), RequiredTable(), ValuesTable(), ErrorsTable()],
+        [EchoTable(), RequiredTable(), ValuesTable(), RowsTable(), ErrorsTable()],
         socket_path=args.socket,
         timeout=args.timeout,
         interval=args.interval,
