@@ -5,7 +5,8 @@ Every `osquery_audit_ext/**/_*.c` is one CPython extension module beside its sou
 interpreter running this script. The Python code imports each one if it is there and runs
 its own pure-Python version otherwise (the zipapp, a machine with no compiler), so a missing
 compiler or Python headers is a note, not an error; a source that does not compile is an
-error. A module is rebuilt only when its source is newer.
+error. A module is rebuilt only when its source, or a shared header (`osquery_audit_ext/**/_*.h`,
+which the sources include), is newer.
 
     python scripts/build_accel.py [--force] [--clean]
 """
@@ -37,6 +38,10 @@ FLAGS = (
 
 def sources() -> list[Path]:
     return sorted(PACKAGE.rglob("_*.c"))
+
+
+def headers() -> list[Path]:
+    return sorted(PACKAGE.rglob("_*.h"))
 
 
 def module_path(source: Path) -> Path:
@@ -74,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         for source in sources():
             module_path(source).unlink(missing_ok=True)
         return 0
+    newest_header = max((header.stat().st_mtime for header in headers()), default=0.0)
     stale = [
         source
         for source in sources()
         if args.force
         or not module_path(source).exists()
-        or module_path(source).stat().st_mtime < source.stat().st_mtime
+        or module_path(source).stat().st_mtime < max(source.stat().st_mtime, newest_header)
     ]
     if not stale:
         return 0

@@ -7,16 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from thrift.Thrift import TApplicationException, TMessageType
-
 from ..sdk.osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
 from ..sdk.plugin import ExtensionHandler, Table, failure_response
-from ..sdk.transport import ThriftConnectError, connect
+from ..sdk.transport import ThriftConnectError, connect, read_reply
 from .tabledef import TableDef
 
 # decode(read) -> None (the reply has no result) or (status, rows, rowids), status being
 # (code, message, uuid) or None: core/_sqlfast.c's reply_rows, given its columns.
-ReplyDecoder = Callable[[Callable[[int], bytes]], Any]
+ReplyDecoder = Callable[[Callable[[int], bytes]], Any]  # sdk/transport.read_reply's decode
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ class ExtensionTableSource:
         try:
             with connect(self.socket_path, self.timeout) as client:
                 client.send_call("table", self.name, request)
-                decoded = _decoded_reply(client._iprot, decode)
+                decoded = read_reply(client._iprot, decode)
         except ThriftConnectError as exc:
             return _failure(f"Extension call failed: {exc}")
         except ValueError as exc:  # reply_rows: bytes that are no ExtensionResponse
@@ -75,24 +73,6 @@ class ExtensionTableSource:
         if status is None:
             return _failure(f"Extension call failed: no status from {self.socket_path}")
         return TypedResponse(ExtensionStatus(*status), rows or [], rowids)
-
-
-def _decoded_reply(protocol: Any, decode: ReplyDecoder) -> Any:
-    """The generated client's recv_call, with `decode` reading the result struct off the
-    transport (whose read(n) gives the buffered bytes, then the socket's)."""
-    _name, kind, _seqid = protocol.readMessageBegin()
-    if kind == TMessageType.EXCEPTION:
-        error = TApplicationException()
-        error.read(protocol)
-        protocol.readMessageEnd()
-        raise error
-    decoded = decode(protocol.trans.read)
-    protocol.readMessageEnd()
-    if decoded is None:
-        raise TApplicationException(
-            TApplicationException.MISSING_RESULT, "call failed: unknown result"
-        )
-    return decoded
 
 
 class LocalTableSource:

@@ -46,6 +46,7 @@ from ..audit.consts import (
     AUDIT_SYSCALL,
 )
 from ..audit.syscalls import arch_token, machine_for_audit_arch, syscall_name
+from ..keysharing import key_sharing_dict
 from .blocks import Run
 from .coalesce import Event
 from .records import (
@@ -984,30 +985,6 @@ class _Views:
         view = key_sharing_dict(self.columns, values)
         self.found[id(template)] = (template, view)
         return view
-
-
-@functools.lru_cache(maxsize=64)
-def _key_holder(names: tuple[str, ...]) -> type:
-    """A class whose instances' attribute dicts share one keys table: one per column list."""
-    return type("_RowKeys", (), {})
-
-
-def key_sharing_dict(names: Sequence[str], values: Sequence[object]) -> dict:
-    """{names[i]: values[i]} as a dict whose copies share one keys table.
-
-    A row is a copy of its template's view, 100k of them a scan. On CPython an instance's
-    attribute dict is a key-sharing dict (PEP 412): a copy of it is one values array pointing
-    at keys held once for all rows, where a plain dict's copy duplicates its keys table (~0.8
-    KB for 25 columns) and freeing the row walks it again. Where the interpreter does not
-    share (other Pythons, more columns than CPython shares, a name setattr treats specially)
-    it is a plain dict with the same items: only the cost differs."""
-    names = tuple(names)
-    if any(name.startswith("__") for name in names) or len(set(names)) != len(names):
-        return dict(zip(names, values))
-    holder = _key_holder(names)()
-    for name, value in zip(names, values):
-        setattr(holder, name, value)
-    return holder.__dict__  # type: ignore[no-any-return]
 
 
 def cut_row(

@@ -16,11 +16,11 @@ import os
 import socket
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
-from thrift.Thrift import TException
+from thrift.Thrift import TApplicationException, TException, TMessageType
 from thrift.transport import TSocket, TTransport
 
 from ..errors import AuditExtError
@@ -43,6 +43,27 @@ def binary_protocol(transport: TTransport.TTransportBase) -> TBinaryProtocolAcce
 def accelerated() -> bool:
     """Whether Thrift messages are encoded and decoded by thrift's C extension here."""
     return getattr(binary_protocol(TTransport.TMemoryBuffer()), "_fast_encode", None) is not None
+
+
+def read_reply(protocol: Any, decode: Callable[[Callable[[int], bytes]], Any]) -> Any:
+    """What a generated client's recv_<call> does, with `decode(read)` reading the result
+    struct off the transport as it arrives (read(n) gives the transport's buffered bytes,
+    then the socket's) instead of thrift's decoder: the compiled readers of large replies
+    (core/_sqlfast.c reply_rows, sdk/_thriftfast.c text_reply). decode gives None when the
+    reply holds no result: thrift's "unknown result"."""
+    _name, kind, _seqid = protocol.readMessageBegin()
+    if kind == TMessageType.EXCEPTION:
+        error = TApplicationException()
+        error.read(protocol)
+        protocol.readMessageEnd()
+        raise error
+    decoded = decode(protocol.trans.read)
+    protocol.readMessageEnd()
+    if decoded is None:
+        raise TApplicationException(
+            TApplicationException.MISSING_RESULT, "call failed: unknown result"
+        )
+    return decoded
 
 
 class UnixSocket(TSocket.TSocket):

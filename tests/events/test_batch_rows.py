@@ -28,6 +28,7 @@ from osquery_audit_ext.events.routing import (
     stored_event,
 )
 from osquery_audit_ext.events.rows import cut_row
+from osquery_audit_ext.keysharing import key_sharing_dict
 from osquery_audit_ext.sdk.plugin import (
     EQUALS,
     GREATER_THAN,
@@ -349,7 +350,7 @@ def test_rows_while_the_reader_appends_and_seals() -> None:
 )
 def test_key_sharing_dict_is_the_dict_of_its_items(pairs: list[tuple[str, object]]) -> None:
     names, values = [n for n, _v in pairs], [v for _n, v in pairs]
-    view = rows_module.key_sharing_dict(names, values)
+    view = key_sharing_dict(names, values)
     assert type(view) is dict
     assert list(view.items()) == list(dict(zip(names, values)).items())
     copy = view.copy()
@@ -365,6 +366,6 @@ def test_rows_copied_from_a_socket_events_view_share_its_keys() -> None:
     """The point of key_sharing_dict: a row of SELECT * FROM socket_events holds a values
     array, not a copy of the 25 keys (sys.getsizeof counts the keys table of a plain dict)."""
     names = BUILT[SOCKET_EVENTS]
-    view = rows_module.key_sharing_dict(names, [None] * len(names))
+    view = key_sharing_dict(names, [None] * len(names))
     plain = dict(view)
     assert sys.getsizeof(view.copy()) < sys.getsizeof(plain.copy()) // 2
