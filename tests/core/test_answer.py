@@ -274,3 +274,17 @@ def test_the_core_serves_query_through_the_query_processor() -> None:
     processor = core._server.processor
     assert isinstance(processor, answer.QueryProcessor)
     assert processor._processMap["query"] is answer.QueryProcessor.process_query
+
+
+def test_a_client_that_leaves_mid_answer_ends_only_its_connection(
+    core_and_extension: EmbeddedCore, implementation: str
+) -> None:
+    core = core_and_extension
+    request = TTransport.TMemoryBuffer()
+    ExtensionManager.Client(transport.binary_protocol(request)).send_query(_MANY)
+    with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as sock:
+        sock.settimeout(60)
+        sock.connect(core.socket_path)
+        sock.sendall(request.getvalue())
+        assert sock.recv(100)  # the answer has begun; now hang up on it
+    assert client.query(core.socket_path, "SELECT 1 AS a").rows == [{"a": "1"}]
