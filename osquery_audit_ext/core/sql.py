@@ -599,6 +599,8 @@ class Statements(NamedTuple):
             return out
 
     def scanned(self) -> ScannedResult:
+        """The rows with the first statement's column order and the scans, as the shell,
+        the scheduler and query() take a result."""
         columns = self.parts[0][1] if self.parts else []
         return ScannedResult(QueryResult(self.rows(), columns), self.scans)
 
