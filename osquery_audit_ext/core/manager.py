@@ -16,8 +16,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .. import __version__
 from ..errors import AuditExtError
@@ -28,13 +29,14 @@ from ..sdk.osquery_thrift.ttypes import (
     InternalExtensionInfo,
     InternalOptionInfo,
 )
-from ..sdk.plugin import Table, failure_response
+from ..sdk.plugin import Table, failure_response, ok_status
 from ..sdk.result import QueryResult, ScannedResult
 from ..sdk.transport import ThriftConnectError, UnixThriftServer, connect, remove_stale_socket
+from .answer import QueryProcessor
 from .builtin import OsqueryExtensionsTable, TimeTable
 from .registry import ExtensionRegistry
 from .sources import LocalTableSource
-from .sql import SQLEngine, SQLError, TableSource
+from .sql import SQLEngine, SQLError, Statements, TableSource
 
 log = logging.getLogger(__name__)
 
@@ -94,25 +96,41 @@ class ManagerHandler(ExtensionManager.Iface):
         return self.core.registry.deregister(uuid)
 
     def query(self, sql: str) -> ExtensionResponse:
-        try:
-            result = self.core.query(sql or "")
-        except SQLError as exc:
-            return failure_response(str(exc))
-        except Exception as exc:  # a bug must not kill the connection thread silently
-            log.error("query failed", exc_info=True)
-            return failure_response(f"{type(exc).__name__}: {exc}")
-        return ExtensionResponse(status=ExtensionStatus(code=0, message="OK"), response=result.rows)
+        answer = self.query_answer(sql)
+        return answer if isinstance(answer, ExtensionResponse) else self.respond(answer)
+
+    def query_answer(self, sql: str) -> Statements | ExtensionResponse:
+        """query's result before its rows become dicts (QueryProcessor encodes the tuples
+        itself), or its failure response."""
+        return _answered("query", lambda: self.core.query_statements(sql or ""))
+
+    def respond(self, statements: Statements) -> ExtensionResponse:
+        """query's response: status OK and the rows as {column: text}."""
+        return _answered(
+            "query", lambda: ExtensionResponse(status=ok_status(), response=statements.rows())
+        )
 
     def getQueryColumns(self, sql: str) -> ExtensionResponse:
-        try:
-            columns = self.core.query_columns(sql or "")
-        except SQLError as exc:
-            return failure_response(str(exc))
-        except Exception as exc:
-            log.error("getQueryColumns failed", exc_info=True)
-            return failure_response(f"{type(exc).__name__}: {exc}")
-        rows = [{name: ctype} for name, ctype in columns]
-        return ExtensionResponse(status=ExtensionStatus(code=0, message="OK"), response=rows)
+        def columns() -> ExtensionResponse:
+            rows = [{name: ctype} for name, ctype in self.core.query_columns(sql or "")]
+            return ExtensionResponse(status=ok_status(), response=rows)
+
+        return _answered("getQueryColumns", columns)
+
+
+_T = TypeVar("_T")
+
+
+def _answered(call: str, answer: Callable[[], _T]) -> _T | ExtensionResponse:
+    """answer(), or a failure response: a SQL error's message, or (a bug must not kill the
+    connection thread silently) any other exception's, logged."""
+    try:
+        return answer()
+    except SQLError as exc:
+        return failure_response(str(exc))
+    except Exception as exc:
+        log.error("%s failed", call, exc_info=True)
+        return failure_response(f"{type(exc).__name__}: {exc}")
 
 
 class EmbeddedCore:
@@ -147,7 +165,7 @@ class EmbeddedCore:
         self.registry = ExtensionRegistry(lambda: set(self._local))
         self.engine = SQLEngine(self.table_sources, default_index=default_index)
         self._server = UnixThriftServer(
-            socket_path, ExtensionManager.Processor(ManagerHandler(self)), name="core"
+            socket_path, QueryProcessor(ManagerHandler(self)), name="core"
         )
         self._launched: list[_Launched] = []
         self._launch_lock = threading.Lock()
@@ -297,6 +315,9 @@ class EmbeddedCore:
 
     def query_scanned(self, sql: str) -> ScannedResult:
         return self.engine.query_scanned(sql)
+
+    def query_statements(self, sql: str) -> Statements:
+        return self.engine.query_statements(sql)
 
     def query_columns(self, sql: str) -> list[tuple[str, str]]:
         return self.engine.query_columns(sql)

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter, methodcaller
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import apsw
 
@@ -557,6 +557,11 @@ class SQLEngine:
 
     def query_scanned(self, sql: str) -> ScannedResult:
         """query(), and the generate calls it made (table, event-based, constrained columns)."""
+        return self.query_statements(sql).scanned()
+
+    def query_statements(self, sql: str) -> Statements:
+        """Every statement's result as SQLite gives it, not yet text: the core's Thrift
+        answer encodes these tuples itself (core/answer.py) instead of dicts of them."""
         scans: list[Scan] = []
         conn = self._connect(scans)
         try:
@@ -571,8 +576,8 @@ class SQLEngine:
 
             cursor.exec_trace = remember_columns
             with gc_paused():  # 100k-row results: millions of objects, no cycles
-                rows = _result_rows(list(cursor.execute(sql)), names, self.nullvalue)
-            return ScannedResult(QueryResult(rows, names[0] if names else []), tuple(scans))
+                results = list(cursor.execute(sql))
+            return Statements(_split_statements(results, names), self.nullvalue, tuple(scans))
         except SQLError:
             raise
         except apsw.Error as exc:
@@ -609,11 +614,44 @@ class _Later(tuple):  # type: ignore[type-arg]
     """(statement index, row): a result row of a statement after the first."""
 
 
-def _result_rows(
-    results: list[Any], names: list[list[str]], nullvalue: str
-) -> list[dict[str, str]]:
-    """Every result row as {column: text} (values.result_text). The first statement's rows
-    are plain tuples, fetched by a C loop; later statements' rows are _Later."""
+class Statements(NamedTuple):
+    """A query's result before it becomes text: each statement's rows (SQLite's tuples) with
+    its column names, in order, and the generate calls the query made."""
+
+    parts: list[tuple[list[tuple[object, ...]], list[str]]]
+    nullvalue: str
+    scans: tuple[Scan, ...]
+
+    def as_text(self, value: object) -> str:
+        """A value other than str, int or None as result text (values.result_text)."""
+        return result_text(value, self.nullvalue)
+
+    def rows(self) -> list[dict[str, str]]:
+        """Every result row as {column: text}: what query() returns and osquery answers."""
+        with gc_paused():
+            out: list[dict[str, str]] = []
+            for rows, columns in self.parts:
+                texts = _statement_rows(rows, columns, self.nullvalue)
+                if out:
+                    out.extend(texts)
+                else:
+                    out = texts
+            return out
+
+    def scanned(self) -> ScannedResult:
+        """The rows with the first statement's column order and the scans, as the shell,
+        the scheduler and query() take a result."""
+        columns = self.parts[0][1] if self.parts else []
+        return ScannedResult(QueryResult(self.rows(), columns), self.scans)
+
+
+def _split_statements(
+    results: list[Any], names: list[list[str]]
+) -> list[tuple[list[tuple[object, ...]], list[str]]]:
+    """(rows, columns) of the first statement, then of each later one that gave rows. The
+    first statement's rows are plain tuples, fetched by a C loop; later ones' are _Later."""
+    if not names:
+        return []
     low, high = 0, len(results)
     while low < high:  # the first _Later: every row before it is the first statement's
         middle = (low + high) // 2
@@ -621,10 +659,10 @@ def _result_rows(
             high = middle
         else:
             low = middle + 1
-    out = _statement_rows(results[:low], names[0] if names else [], nullvalue)
+    parts = [(results[:low] if low < len(results) else results, names[0])]
     for index, tagged in itertools.groupby(results[low:], key=itemgetter(0)):
-        out.extend(_statement_rows([row for _i, row in tagged], names[index], nullvalue))
-    return out
+        parts.append(([row for _i, row in tagged], names[index]))
+    return parts
 
 
 def _statement_rows(

@@ -240,7 +240,9 @@ class Table:
         return encode_rows(self.spec, self.generate(context))
 
 
-def _ok() -> ExtensionStatus:
+def ok_status() -> ExtensionStatus:
+    """A call's success as osquery reports one (status code 0, "OK"); the embedded core's
+    answers carry it too."""
     return ExtensionStatus(code=0, message="OK")
 
 
@@ -295,11 +297,11 @@ class ExtensionHandler(Extension.Iface):
             return failure_response(f"this extension has no table {item!r}")
         action = (request or {}).get("action", "")
         if action == "columns":
-            return ExtensionResponse(status=_ok(), response=table.routes())
+            return ExtensionResponse(status=ok_status(), response=table.routes())
         if action == "generate":
             return self._generate(table, request.get("context", ""))
         if action in ("insert", "update", "delete"):
-            return ExtensionResponse(status=_ok(), response=[{"status": "readonly"}])
+            return ExtensionResponse(status=ok_status(), response=[{"status": "readonly"}])
         return failure_response(f"Unknown table plugin action: {action}")
 
     def _generate(self, table: Table, context_json: str) -> ExtensionResponse:
@@ -318,4 +320,4 @@ class ExtensionHandler(Extension.Iface):
             log.error("table %s: generate failed: %s", table.name, message)
             log.debug("table %s: generate failed", table.name, exc_info=True)
             return failure_response(message)
-        return ExtensionResponse(status=_ok(), response=rows)
+        return ExtensionResponse(status=ok_status(), response=rows)
