@@ -9,6 +9,7 @@ import math
 
 import pytest
 from helpers import accel
+from helpers.thrift_replies import STATUS, TEXTS, UNKNOWN_FIELDS, VALUES, Chunks, raw_reply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
@@ -49,128 +50,12 @@ ODD_DEFINITION = TableDef.from_routes(
     is_extension=True,
 )
 
-_TEXTS = st.one_of(
-    st.integers(min_value=-(2**65), max_value=2**65).map(str),
-    st.sampled_from(
-        ["", "007", "0x1f", " 5", "5 ", "1.5", "abc", "2147483648", "-0", "-", "٣", "+5", "nan"]
-    ),
-    st.text(max_size=4),
-)
-_VALUES = st.one_of(
-    _TEXTS.map(lambda t: t.encode("utf-8", "surrogatepass")),  # lone surrogates: invalid
-    st.binary(max_size=4),
-)
 _KEYS = st.one_of(
     st.sampled_from([*KEYS, "rowid", "extra", "k\ufffd"]).map(str.encode),
     st.sampled_from([b"k\xff", b"k\xfe", b"\xff", b"nam", b"pid\x00", b"nam\xc3"]),
     st.text(max_size=3).map(str.encode),
 )
-_PAIRS = st.tuples(_KEYS, _VALUES)
-_STATUS = st.none() | st.tuples(
-    st.none() | st.integers(-(2**31), 2**31 - 1),
-    st.none() | st.binary(max_size=6),
-    st.none() | st.integers(-(2**63), 2**63 - 1),
-)
-
-
-def _leaf(ttype: int, strategy: st.SearchStrategy) -> st.SearchStrategy:
-    return strategy.map(lambda value: (ttype, value))
-
-
-# (ttype, value) for fields nobody reads: reply_rows must skip them as thrift does.
-_UNKNOWN_VALUES = st.recursive(
-    st.one_of(
-        _leaf(TType.BOOL, st.booleans()),
-        _leaf(TType.BYTE, st.integers(-128, 127)),
-        _leaf(TType.I16, st.integers(-(2**15), 2**15 - 1)),
-        _leaf(TType.I32, st.integers(-(2**31), 2**31 - 1)),
-        _leaf(TType.I64, st.integers(-(2**63), 2**63 - 1)),
-        _leaf(TType.DOUBLE, st.floats(allow_nan=False)),
-        _leaf(TType.STRING, st.binary(max_size=5)),
-        _leaf(TType.UUID, st.binary(min_size=16, max_size=16)),
-    ),
-    lambda inner: st.one_of(
-        _leaf(TType.LIST, st.lists(inner, max_size=3)),
-        _leaf(TType.MAP, st.lists(st.tuples(inner, inner), max_size=2)),
-        _leaf(TType.STRUCT, st.lists(st.tuples(st.integers(-5, 40), inner), max_size=3)),
-    ),
-    max_leaves=6,
-)
-_UNKNOWN_FIELDS = st.lists(st.tuples(st.integers(3, 30), _UNKNOWN_VALUES), max_size=2)
-
-
-_SCALAR_WRITERS = {
-    TType.BOOL: "writeBool",
-    TType.BYTE: "writeByte",
-    TType.I16: "writeI16",
-    TType.I32: "writeI32",
-    TType.I64: "writeI64",
-    TType.DOUBLE: "writeDouble",
-    TType.STRING: "writeBinary",
-}
-
-
-def _write_value(out: TBinaryProtocol, ttype: int, value: object) -> None:
-    """One value by thrift's own pure-Python writer (lists/maps of mixed inner types are
-    written with the first element's type, so a skipper must honour the header)."""
-    if ttype in _SCALAR_WRITERS:
-        getattr(out, _SCALAR_WRITERS[ttype])(value)
-    elif ttype == TType.UUID:
-        out.trans.write(value)
-    elif ttype == TType.LIST:
-        items = [item for item in value if item[0] == value[0][0]] if value else []
-        out.writeListBegin(items[0][0] if items else TType.I32, len(items))
-        for inner_type, inner in items:
-            _write_value(out, inner_type, inner)
-    elif ttype == TType.MAP:
-        pairs = [(k, v) for k, v in value if (k[0], v[0]) == (value[0][0][0], value[0][1][0])]
-        first = pairs[0] if pairs else ((TType.I32, 0), (TType.I32, 0))
-        out.writeMapBegin(first[0][0], first[1][0], len(pairs))
-        for (key_type, key), (value_type, inner) in pairs:
-            _write_value(out, key_type, key)
-            _write_value(out, value_type, inner)
-    else:
-        _write_fields(out, value)
-        out.writeFieldStop()
-
-
-def _write_fields(out: TBinaryProtocol, fields: list) -> None:
-    for field_id, (ttype, value) in fields:
-        out.writeFieldBegin("", ttype, field_id)
-        _write_value(out, ttype, value)
-
-
-def _raw_reply(
-    status: tuple | None, rows: list[list[tuple[bytes, bytes]]] | None, unknown
-) -> bytes:
-    """A call_result as thrift's pure-Python protocol writes it, from parts a dict cannot
-    hold: duplicate keys, invalid UTF-8, unknown fields (before and after each known one)."""
-    buffer = TMemoryBuffer()
-    out = TBinaryProtocol(buffer)
-    _write_fields(out, [(field_id + 1, value) for field_id, value in unknown])
-    out.writeFieldBegin("success", TType.STRUCT, 0)
-    _write_fields(out, unknown)
-    if status is not None:
-        out.writeFieldBegin("status", TType.STRUCT, 1)
-        for field_id, ttype, value in zip((1, 2, 3), (TType.I32, TType.STRING, TType.I64), status):
-            if value is not None:
-                out.writeFieldBegin("", ttype, field_id)
-                _write_value(out, ttype, value)
-        _write_fields(out, unknown)
-        out.writeFieldStop()
-    if rows is not None:
-        out.writeFieldBegin("response", TType.LIST, 2)
-        out.writeListBegin(TType.MAP, len(rows))
-        for pairs in rows:
-            out.writeMapBegin(TType.STRING, TType.STRING, len(pairs))
-            for key, value in pairs:
-                out.writeBinary(key)
-                out.writeBinary(value)
-    _write_fields(out, unknown)
-    out.writeFieldStop()
-    _write_fields(out, unknown)
-    out.writeFieldStop()
-    return buffer.getvalue()
+_PAIRS = st.tuples(_KEYS, VALUES)
 
 
 def _expected(definition: TableDef, reply: bytes, used: list[str] | None) -> object:
@@ -191,29 +76,9 @@ def _expected(definition: TableDef, reply: bytes, used: list[str] | None) -> obj
     )
 
 
-class _Chunks:
-    """read(n) over `data` in chunks of the given sizes (cycled); raises at the end, as a
-    socket's TSocket.read does, and on any read after the reply's last byte went out."""
-
-    def __init__(self, data: bytes, sizes: list[int], reply_length: int) -> None:
-        self.data, self.sizes, self.reply_length = data, sizes, reply_length
-        self.position = 0
-        self.calls = 0
-
-    def read(self, n: int) -> bytes:
-        assert n > 0
-        if self.position >= self.reply_length:
-            raise EOFError("read past the reply")
-        size = min(n, self.sizes[self.calls % len(self.sizes)])
-        self.calls += 1
-        chunk = self.data[self.position : self.position + size]
-        self.position += len(chunk)
-        return chunk
-
-
 def _decoded(definition: TableDef, reply: bytes, used, sizes: list[int], trailer: bytes = b""):
     plan = sql_module._column_plan(definition, None if used is None else set(used))
-    reader = _Chunks(reply + trailer, sizes, len(reply))
+    reader = Chunks(reply + trailer, sizes, len(reply))
     return sql_module._sqlfast.reply_rows(plan, reader.read)
 
 
@@ -235,8 +100,8 @@ _SIZES = st.lists(st.integers(1, 64), min_size=1, max_size=5) | st.just([1 << 20
 
 
 @given(
-    st.lists(st.dictionaries(st.sampled_from([*KEYS, "rowid", "extra"]), _TEXTS), max_size=6),
-    _STATUS,
+    st.lists(st.dictionaries(st.sampled_from([*KEYS, "rowid", "extra"]), TEXTS), max_size=6),
+    STATUS,
     _USED,
     _SIZES,
     st.booleans(),
@@ -265,8 +130,8 @@ def test_what_thrift_writes_reads_as_fastbinary_then_converted(
 
 @given(
     st.none() | st.lists(st.lists(_PAIRS, max_size=6), max_size=5),
-    _STATUS,
-    _UNKNOWN_FIELDS,
+    STATUS,
+    UNKNOWN_FIELDS,
     _USED,
     _SIZES,
     st.booleans(),
@@ -278,7 +143,7 @@ def test_any_wire_rows_read_as_fastbinary_then_converted(
     unknown fields of every type, the response or status absent."""
     definition = ODD_DEFINITION if odd else DEFINITION
     used = used if not odd or used is None else [*used, "k\ufffd"]
-    reply = _raw_reply(status, rows, unknown)
+    reply = raw_reply(status, rows, unknown)
     _same(_decoded(definition, reply, used, sizes), _expected(definition, reply, used))
 
 
@@ -288,7 +153,7 @@ def test_rows_in_one_key_order_predicted_and_not() -> None:
     order = [("pid", "1"), ("name", "é"), ("naïve", "18446744073709551615"), ("rowid", "9")]
     rows = [[(k.encode(), f"{v}{i}".encode()) for k, v in order] for i in range(50)]
     rows.append([(b"name", b"x"), (b"pid", b"2"), (b"name", b"y"), (b"ok", b"2147483648")])
-    reply = _raw_reply((0, b"OK", 3), rows, [])
+    reply = raw_reply((0, b"OK", 3), rows, [])
     got = _decoded(DEFINITION, reply, None, [7])
     _same(got, _expected(DEFINITION, reply, None))
     assert got[1][-1][:3] == ("y", 2, -(2**31)) and got[2][-1] is None  # INTEGER wraps
@@ -301,7 +166,7 @@ def test_corrupt_replies_fail_where_fastbinary_fails(noise, cut, sizes) -> None:
     reply_rows raises (ValueError "malformed reply", or the reader's end of stream);
     elsewhere both read the same."""
     rows = [[(b"pid", b"1"), (b"name", b"a"), (b"rowid", b"4")]] * 3
-    reply = bytearray(_raw_reply((0, b"OK", 1), rows, [(5, (TType.LIST, [(TType.I32, 7)]))]))
+    reply = bytearray(raw_reply((0, b"OK", 1), rows, [(5, (TType.LIST, [(TType.I32, 7)]))]))
     at = cut % len(reply)
     reply[at : at + len(noise)] = noise[: len(reply) - at]
     reply = bytes(reply[: max(cut, at + 1)])
@@ -337,7 +202,7 @@ def test_reply_without_result_is_none() -> None:
 
 def test_count_star_plan_reads_no_value() -> None:
     """No used column (count(*)): every cell None, the position last, rowids still kept."""
-    reply = _raw_reply(None, [[(b"pid", b"1"), (b"rowid", b"5")], []], [])
+    reply = raw_reply(None, [[(b"pid", b"1"), (b"rowid", b"5")], []], [])
     got = _decoded(DEFINITION, reply, [], [4])
     width = len(DEFINITION.columns)
     assert got == (None, [(*[None] * width, 0), (*[None] * width, 1)], ["5", None])
@@ -350,4 +215,4 @@ def test_bad_plan_and_reader_are_type_errors() -> None:
     with pytest.raises(TypeError, match="not bytes"):
         sql_module._sqlfast.reply_rows([], lambda n: "text")
     with pytest.raises(EOFError):
-        sql_module._sqlfast.reply_rows([], _Chunks(b"\x0c", [1], 1).read)
+        sql_module._sqlfast.reply_rows([], Chunks(b"\x0c", [1], 1).read)
