@@ -37,6 +37,7 @@ from ..audit.consts import (
     AUDIT_USER,
     RECORDS_BELOW_FIRST_USER_MSG,
 )
+from ..accel import compiled
 from .records import Record, RecordParseError, parse_stamp, record_body, split_header
 
 SERIAL_MASK = 0xFFFFFFFF  # the kernel's serial is an unsigned 32-bit counter
@@ -200,10 +201,21 @@ class Coalescer:
 
         Control replies (types below AUDIT_FIRST_USER_MSG but two) and AUDIT_REPLACE probes
         are not records: skipped, not counted. Every other record is `add`ed in turn, one
-        that raises RecordParseError counted and skipped. The same as those `add` calls
-        (tests check it): the three cases of nearly every record, the first record of a new
-        event (the next serial, while fewer than max_inflight wait), a record joining its
-        event and the EOE ending it, are done here without a call per record.
+        that raises RecordParseError counted and skipped. The loop runs compiled
+        (events/_ingestfast.c) where it is built, else add_batch_python; tests check both
+        against those `add` calls.
+        """
+        if _ingestfast is not None:
+            return _ingestfast.add_batch(self, records, now)  # type: ignore[no-any-return]
+        return self.add_batch_python(records, now)
+
+    def add_batch_python(
+        self, records: Iterable[tuple[int, bytes]], now: float
+    ) -> tuple[list[Event], int, int]:
+        """add_batch's loop in Python: the three cases of nearly every record, the first
+        record of a new event (the next serial, while fewer than max_inflight wait), a
+        record joining its event and the EOE ending it, are done here without a call per
+        record; any other goes through _add_stamped.
         """
         out: list[Event] = []
         taken = errors = 0
@@ -396,3 +408,21 @@ class Coalescer:
             if serial in missing:
                 missing.discard(serial)
                 self.serial_gaps += 1
+
+
+# Coalescer.add_batch's loop in C where it is built (events/_ingestfast.c); it takes the
+# Event class and the constants it tests from here.
+_ingestfast = compiled(f"{__package__}._ingestfast")
+if _ingestfast is not None:
+    _ingestfast.bind(
+        Event,
+        Ending.BY_KERNEL,
+        RecordParseError,
+        RECORDS_BELOW_FIRST_USER_MSG,
+        AUDIT_FIRST_USER_MSG,
+        AUDIT_REPLACE,
+        AUDIT_EOE,
+        AUDIT_LAST_DAEMON,
+        AUDIT_KERNEL,
+        SERIAL_MASK,
+    )
