@@ -412,6 +412,351 @@ error:
     return NULL;
 }
 
+/* -- routing.py: EventRouter.classify's fast path and route's loop ------------------------ */
+
+/* What bind_routing() was given by routing.py. */
+static PyObject *fast_path_fn, *path_exec, *path_address, *path_no_row, *unix_family_hex,
+    *process_table, *socket_table;
+static long syscall_type, sockaddr_type;
+static PyObject *s_classify_python, *s_drop_unix_key, *s_blocks, *s_add;
+
+/* The index of `wanted` in a tuple or list of record types; -1 when absent, -2 when the
+ * types are not plain ints in a tuple or list (then classify_python decides). */
+static Py_ssize_t type_index(PyObject *types, long wanted)
+{
+    if (!PyTuple_CheckExact(types) && !PyList_CheckExact(types))
+        return -2;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(types);
+    PyObject **items = PySequence_Fast_ITEMS(types);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyLong_CheckExact(items[i]))
+            return -2;
+        int overflow;
+        long t = PyLong_AsLongAndOverflow(items[i], &overflow);
+        if (!overflow && t == wanted)
+            return i;
+    }
+    return -1;
+}
+
+static int has_prefix(const char *p, Py_ssize_t n, const char *prefix, Py_ssize_t len)
+{
+    return n >= len && memcmp(p, prefix, (size_t)len) == 0;
+}
+
+/* EventRouter.classify's fast path: 0 with *found (a new reference: (table, pid) or None)
+ * when it decides, 1 when classify_python must (an event the fast path does not take), -1
+ * on an error. *table_of is 0 for process_events, 1 for socket_events. */
+static int classify_fast(PyObject *event, int keep_unix, PyObject **found, int *table_of)
+{
+    PyObject *types = NULL, *payloads = NULL, *path = NULL, *pid = NULL;
+    int result = 1;
+    types = slot_get(d_types, event);
+    payloads = types == NULL ? NULL : slot_get(d_payloads, event);
+    if (payloads == NULL) {
+        result = -1;
+        goto done;
+    }
+    Py_ssize_t index = type_index(types, syscall_type);
+    if (index == -2 || !(PyList_CheckExact(payloads) || PyTuple_CheckExact(payloads)))
+        goto done;
+    if (index == -1) { /* neither table has a row without a SYSCALL record */
+        *found = new_ref(Py_None);
+        result = 0;
+        goto done;
+    }
+    if (index >= PySequence_Fast_GET_SIZE(payloads))
+        goto done;
+    PyObject *record = PySequence_Fast_ITEMS(payloads)[index];
+    if (!PyBytes_CheckExact(record))
+        goto done;
+    /* payload.split(b" ", 12): the first 12 spaces cut parts 0..11, part 12 is the rest */
+    const char *p = PyBytes_AS_STRING(record);
+    Py_ssize_t n = PyBytes_GET_SIZE(record), at[12], from = 0;
+    for (int k = 0; k < 12; k++) {
+        const char *space = memchr(p + from, ' ', (size_t)(n - from));
+        if (space == NULL)
+            goto done;
+        at[k] = space - p;
+        from = at[k] + 1;
+    }
+#define PART(k) (p + at[(k) - 1] + 1), (at[k] - at[(k) - 1] - 1)
+    if (!has_prefix(PART(1), "arch=", 5) || !has_prefix(PART(2), "syscall=", 8) ||
+        !has_prefix(PART(3), "success=", 8) || !has_prefix(PART(11), "pid=", 4))
+        goto done;
+    PyObject *arch = PyBytes_FromStringAndSize(PART(1));
+    PyObject *nr = arch == NULL ? NULL : PyBytes_FromStringAndSize(PART(2));
+    if (nr != NULL)
+        path = PyObject_CallFunctionObjArgs(fast_path_fn, arch, nr, NULL);
+    Py_XDECREF(arch);
+    Py_XDECREF(nr);
+    if (path == NULL) {
+        result = -1;
+        goto done;
+    }
+    if (path == path_no_row) {
+        *found = new_ref(Py_None);
+        result = 0;
+        goto done;
+    }
+    /* int(parts[11][4:]): plain digits here, anything else by int() */
+    const char *digits_at = p + at[10] + 5;
+    Py_ssize_t digits_n = at[11] - at[10] - 5;
+    if (digits_n > 0 && digits_n <= MAX_DIGITS && digits(digits_at, digits_n))
+        pid = PyLong_FromLongLong(decimal(digits_at, digits_n));
+    else {
+        PyObject *text = PyBytes_FromStringAndSize(digits_at, digits_n);
+        pid = text == NULL ? NULL : PyNumber_Long(text);
+        Py_XDECREF(text);
+        if (pid == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+                result = -1;
+                goto done;
+            }
+            PyErr_Clear();
+            goto done; /* not a number: build the row */
+        }
+    }
+    if (pid == NULL) {
+        result = -1;
+        goto done;
+    }
+    if (path == path_exec) { /* failed execs give no row (as in osquery) */
+        const char *success = p + at[2] + 1;
+        Py_ssize_t success_n = at[3] - at[2] - 1;
+        *found = (success_n == 11 && memcmp(success, "success=yes", 11) == 0)
+                     ? PyTuple_Pack(2, process_table, pid)
+                     : new_ref(Py_None);
+        *table_of = 0;
+        result = *found == NULL ? -1 : 0;
+        goto done;
+    }
+    if (path != path_address)
+        goto done;
+    index = type_index(types, sockaddr_type);
+    if (index == -1) { /* connect/bind without an address: not from a socket rule */
+        *found = new_ref(Py_None);
+        result = 0;
+        goto done;
+    }
+    if (index < 0 || index >= PySequence_Fast_GET_SIZE(payloads))
+        goto done;
+    PyObject *sockaddr = PySequence_Fast_ITEMS(payloads)[index];
+    if (!PyBytes_CheckExact(sockaddr))
+        goto done;
+    int keep = keep_unix;
+    if (!keep) {
+        const char *s = PyBytes_AS_STRING(sockaddr);
+        Py_ssize_t sn = PyBytes_GET_SIZE(sockaddr), found_at = -1;
+        for (int pass = 0; pass < 2 && found_at < 0; pass++) {
+            const char *needle = pass == 0 ? " saddr=" : ":saddr=";
+            for (Py_ssize_t i = 0; i + 7 <= sn; i++) {
+                const char *hit = memchr(s + i, needle[0], (size_t)(sn - 6 - i));
+                if (hit == NULL)
+                    break;
+                i = hit - s;
+                if (memcmp(hit, needle, 7) == 0) {
+                    found_at = i;
+                    break;
+                }
+            }
+        }
+        if (found_at >= 0) {
+            Py_ssize_t start = found_at + 7 < sn ? found_at + 7 : sn;
+            Py_ssize_t stop = found_at + 11 < sn ? found_at + 11 : sn;
+            keep = 1;
+            Py_ssize_t hexes = PyTuple_GET_SIZE(unix_family_hex);
+            for (Py_ssize_t h = 0; h < hexes; h++) {
+                PyObject *hex = PyTuple_GET_ITEM(unix_family_hex, h);
+                if (PyBytes_GET_SIZE(hex) == stop - start &&
+                    memcmp(PyBytes_AS_STRING(hex), s + start, (size_t)(stop - start)) == 0)
+                    keep = 0;
+            }
+        }
+    }
+    if (keep) {
+        *found = PyTuple_Pack(2, socket_table, pid);
+        *table_of = 1;
+        result = *found == NULL ? -1 : 0;
+    }
+#undef PART
+done:
+    Py_XDECREF(types);
+    Py_XDECREF(payloads);
+    Py_XDECREF(path);
+    Py_XDECREF(pid);
+    return result;
+}
+
+/* (table, pid) of an event, or None: the fast path here, else router.classify_python. */
+static PyObject *classify_one(PyObject *router, PyObject *event, int keep_unix, int *table_of)
+{
+    PyObject *found = NULL;
+    int decided = classify_fast(event, keep_unix, &found, table_of);
+    if (decided < 0)
+        return NULL;
+    if (decided == 0)
+        return found;
+    found = PyObject_CallMethodOneArg(router, s_classify_python, event);
+    if (found == NULL || found == Py_None)
+        return found;
+    if (!PyTuple_Check(found) || PyTuple_GET_SIZE(found) != 2) {
+        PyErr_SetString(PyExc_TypeError, "classify_python must give (table, pid) or None");
+        Py_DECREF(found);
+        return NULL;
+    }
+    int process = PyObject_RichCompareBool(PyTuple_GET_ITEM(found, 0), process_table, Py_EQ);
+    if (process < 0) {
+        Py_DECREF(found);
+        return NULL;
+    }
+    *table_of = process ? 0 : 1;
+    return found;
+}
+
+static int keep_unix_of(PyObject *router)
+{
+    PyObject *key = PyObject_GetAttr(router, s_drop_unix_key);
+    if (key == NULL)
+        return -1;
+    int keep = key == Py_None;
+    Py_DECREF(key);
+    return keep;
+}
+
+/* classify(router, event): EventRouter.classify_python(event)'s result. */
+static PyObject *classify(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "classify(router, event)");
+        return NULL;
+    }
+    if (fast_path_fn == NULL || event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ingestfast.bind_routing was not called");
+        return NULL;
+    }
+    int keep = keep_unix_of(args[0]), table_of = 0;
+    if (keep < 0)
+        return NULL;
+    return classify_one(args[0], args[1], keep, &table_of);
+}
+
+/* split(router, events) -> (process, process_events, sockets, socket_events): each event
+ * that gives a row classified and added to its table's open block (BlockWriter.add), as
+ * EventRouter.split_python gives them for a router with no other tables. */
+static PyObject *split(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "split(router, events)");
+        return NULL;
+    }
+    if (fast_path_fn == NULL || event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ingestfast.bind_routing was not called");
+        return NULL;
+    }
+    PyObject *router = args[0], *seq = NULL, *blocks = NULL, *adds[2] = {NULL, NULL},
+             *entries[2] = {NULL, NULL}, *routed[2] = {NULL, NULL};
+    int keep = keep_unix_of(router);
+    if (keep < 0)
+        return NULL;
+    blocks = PyObject_GetAttr(router, s_blocks);
+    if (blocks == NULL)
+        goto error;
+    PyObject *tables[2] = {process_table, socket_table};
+    for (int k = 0; k < 2; k++) {
+        PyObject *writer = PyObject_GetItem(blocks, tables[k]);
+        if (writer == NULL)
+            goto error;
+        adds[k] = PyObject_GetAttr(writer, s_add);
+        Py_DECREF(writer);
+        entries[k] = PyList_New(0);
+        routed[k] = PyList_New(0);
+        if (adds[k] == NULL || entries[k] == NULL || routed[k] == NULL)
+            goto error;
+    }
+    seq = PySequence_Fast(args[1], "events must be a sequence");
+    if (seq == NULL)
+        goto error;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **events = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *event = events[i];
+        int table_of = 0;
+        PyObject *found = classify_one(router, event, keep, &table_of);
+        if (found == NULL)
+            goto error;
+        if (found == Py_None) {
+            Py_DECREF(found);
+            continue;
+        }
+        PyObject *sec = slot_get(d_sec, event), *msec = NULL, *serial = NULL, *types = NULL,
+                 *payloads = NULL, *stamp = NULL, *item = NULL, *entry = NULL;
+        int failed = 1;
+        if (sec != NULL && (msec = slot_get(d_msec, event)) != NULL &&
+            (serial = slot_get(d_serial, event)) != NULL &&
+            (types = slot_get(d_types, event)) != NULL &&
+            (payloads = slot_get(d_payloads, event)) != NULL &&
+            (stamp = PyTuple_Pack(3, sec, msec, serial)) != NULL &&
+            (item = PyObject_CallFunctionObjArgs(adds[table_of], types, payloads, stamp,
+                                                 NULL)) != NULL &&
+            (entry = PyTuple_Pack(3, sec, PyTuple_GET_ITEM(found, 1), item)) != NULL &&
+            PyList_Append(entries[table_of], entry) == 0 &&
+            PyList_Append(routed[table_of], event) == 0)
+            failed = 0;
+        Py_DECREF(found);
+        Py_XDECREF(sec);
+        Py_XDECREF(msec);
+        Py_XDECREF(serial);
+        Py_XDECREF(types);
+        Py_XDECREF(payloads);
+        Py_XDECREF(stamp);
+        Py_XDECREF(item);
+        Py_XDECREF(entry);
+        if (failed)
+            goto error;
+    }
+    Py_DECREF(seq);
+    Py_DECREF(blocks);
+    Py_DECREF(adds[0]);
+    Py_DECREF(adds[1]);
+    return Py_BuildValue("(NNNN)", entries[0], routed[0], entries[1], routed[1]);
+error:
+    Py_XDECREF(seq);
+    Py_XDECREF(blocks);
+    for (int k = 0; k < 2; k++) {
+        Py_XDECREF(adds[k]);
+        Py_XDECREF(entries[k]);
+        Py_XDECREF(routed[k]);
+    }
+    return NULL;
+}
+
+/* bind_routing(fast_path, EXEC, ADDRESS, NO_ROW, unix_family_hex, process_table,
+ *              socket_table, syscall_type, sockaddr_type) */
+static PyObject *bind_routing(PyObject *module, PyObject *args)
+{
+    PyObject *fn, *exec_, *address, *no_row, *hexes, *process, *socket;
+    long syscall, sockaddr;
+    if (!PyArg_ParseTuple(args, "OOOOO!UUll:bind_routing", &fn, &exec_, &address, &no_row,
+                          &PyTuple_Type, &hexes, &process, &socket, &syscall, &sockaddr))
+        return NULL;
+    for (Py_ssize_t h = 0; h < PyTuple_GET_SIZE(hexes); h++)
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(hexes, h))) {
+            PyErr_SetString(PyExc_TypeError, "unix_family_hex must hold bytes");
+            return NULL;
+        }
+    Py_XSETREF(fast_path_fn, new_ref(fn));
+    Py_XSETREF(path_exec, new_ref(exec_));
+    Py_XSETREF(path_address, new_ref(address));
+    Py_XSETREF(path_no_row, new_ref(no_row));
+    Py_XSETREF(unix_family_hex, new_ref(hexes));
+    Py_XSETREF(process_table, new_ref(process));
+    Py_XSETREF(socket_table, new_ref(socket));
+    syscall_type = syscall;
+    sockaddr_type = sockaddr;
+    Py_RETURN_NONE;
+}
+
 static int descriptor(PyObject *type, const char *name, PyObject **slot)
 {
     PyObject *d = PyObject_GetAttrString(type, name);
@@ -468,6 +813,15 @@ static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS,
      "bind(Event, by_kernel, RecordParseError, below, first_user_msg, replace, eoe, "
      "last_daemon, kernel, serial_mask): what add_batch takes from coalesce.py."},
+    {"classify", (PyCFunction)(void (*)(void))classify, METH_FASTCALL,
+     "classify(router, event): EventRouter.classify_python's result, its fast path in C."},
+    {"split", (PyCFunction)(void (*)(void))split, METH_FASTCALL,
+     "split(router, events): EventRouter.split_python's result for a router with no other "
+     "tables."},
+    {"bind_routing", bind_routing, METH_VARARGS,
+     "bind_routing(fast_path, EXEC, ADDRESS, NO_ROW, unix_family_hex, process_table, "
+     "socket_table, syscall_type, sockaddr_type): what classify and split take from "
+     "routing.py."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -491,6 +845,10 @@ PyMODINIT_FUNC PyInit__ingestfast(void)
         {&s_high_serial, "_high_serial"},
         {&s_missing_order, "_missing_order"},
         {&s_add_batch_python, "add_batch_python"},
+        {&s_classify_python, "classify_python"},
+        {&s_drop_unix_key, "drop_unix_key"},
+        {&s_blocks, "_blocks"},
+        {&s_add, "add"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         *names[k].slot = PyUnicode_InternFromString(names[k].text);

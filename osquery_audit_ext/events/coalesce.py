@@ -26,6 +26,7 @@ import enum
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 
+from ..accel import compiled
 from ..audit.consts import (
     AUDIT_EOE,
     AUDIT_FIRST_USER_MSG,
@@ -37,7 +38,6 @@ from ..audit.consts import (
     AUDIT_USER,
     RECORDS_BELOW_FIRST_USER_MSG,
 )
-from ..accel import compiled
 from .records import Record, RecordParseError, parse_stamp, record_body, split_header
 
 SERIAL_MASK = 0xFFFFFFFF  # the kernel's serial is an unsigned 32-bit counter
