@@ -418,7 +418,9 @@ error:
 static PyObject *fast_path_fn, *path_exec, *path_address, *path_no_row, *unix_family_hex,
     *process_table, *socket_table;
 static long syscall_type, sockaddr_type;
-static PyObject *s_classify_python, *s_drop_unix_key, *s_blocks, *s_add;
+static PyObject *blocks_module; /* its BLOCK_ITEMS is read once per split (tests change it) */
+static PyObject *s_block_items, *s_classify_python, *s_drop_unix_key, *s_blocks, *s_add, *s_block, *s_stamps,
+    *s_open, *s_types, *s_extend;
 
 /* The index of `wanted` in a tuple or list of record types; -1 when absent, -2 when the
  * types are not plain ints in a tuple or list (then classify_python decides). */
@@ -641,6 +643,44 @@ static PyObject *classify(PyObject *module, PyObject *const *args, Py_ssize_t na
     return classify_one(args[0], args[1], keep, &table_of);
 }
 
+/* BlockWriter.add(types, payloads, stamp) -> (block, index): Block.add's appends here while
+ * the item does not fill the open block (BLOCK_ITEMS - 1 of every BLOCK_ITEMS), the one that
+ * fills it (and seals it) by the writer's own add. */
+static PyObject *block_add(PyObject *writer, PyObject *add, Py_ssize_t block_items,
+                           PyObject *types, PyObject *payloads, PyObject *stamp)
+{
+    PyObject *block = PyObject_GetAttr(writer, s_block), *open = NULL, *held = NULL,
+             *stamps = NULL, *item = NULL;
+    if (block == NULL)
+        return NULL;
+    if ((open = PyObject_GetAttr(block, s_open)) == NULL ||
+        (held = PyObject_GetAttr(block, s_types)) == NULL ||
+        (stamps = PyObject_GetAttr(block, s_stamps)) == NULL)
+        goto done;
+    if (!PyList_CheckExact(open) || !PyList_CheckExact(held) ||
+        PyList_GET_SIZE(held) + 1 >= block_items) {
+        item = PyObject_CallFunctionObjArgs(add, types, payloads, stamp, NULL);
+        goto done;
+    }
+    PyObject *none = PyObject_CallMethodOneArg(stamps, s_extend, stamp);
+    if (none == NULL)
+        goto done;
+    Py_DECREF(none);
+    if (PyList_Append(open, payloads) < 0 || PyList_Append(held, types) < 0)
+        goto done;
+    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(open) - 1);
+    if (index != NULL) {
+        item = PyTuple_Pack(2, block, index);
+        Py_DECREF(index);
+    }
+done:
+    Py_DECREF(block);
+    Py_XDECREF(open);
+    Py_XDECREF(held);
+    Py_XDECREF(stamps);
+    return item;
+}
+
 /* split(router, events) -> (process, process_events, sockets, socket_events): each event
  * that gives a row classified and added to its table's open block (BlockWriter.add), as
  * EventRouter.split_python gives them for a router with no other tables. */
@@ -654,7 +694,8 @@ static PyObject *split(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_RuntimeError, "_ingestfast.bind_routing was not called");
         return NULL;
     }
-    PyObject *router = args[0], *seq = NULL, *blocks = NULL, *adds[2] = {NULL, NULL},
+    PyObject *router = args[0], *seq = NULL, *blocks = NULL, *writers[2] = {NULL, NULL},
+             *adds[2] = {NULL, NULL},
              *entries[2] = {NULL, NULL}, *routed[2] = {NULL, NULL};
     int keep = keep_unix_of(router);
     if (keep < 0)
@@ -664,16 +705,22 @@ static PyObject *split(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         goto error;
     PyObject *tables[2] = {process_table, socket_table};
     for (int k = 0; k < 2; k++) {
-        PyObject *writer = PyObject_GetItem(blocks, tables[k]);
+        PyObject *writer = writers[k] = PyObject_GetItem(blocks, tables[k]);
         if (writer == NULL)
             goto error;
         adds[k] = PyObject_GetAttr(writer, s_add);
-        Py_DECREF(writer);
         entries[k] = PyList_New(0);
         routed[k] = PyList_New(0);
         if (adds[k] == NULL || entries[k] == NULL || routed[k] == NULL)
             goto error;
     }
+    PyObject *items_obj = PyObject_GetAttr(blocks_module, s_block_items);
+    if (items_obj == NULL)
+        goto error;
+    Py_ssize_t block_items = PyLong_AsSsize_t(items_obj);
+    Py_DECREF(items_obj);
+    if (block_items == -1 && PyErr_Occurred())
+        goto error;
     seq = PySequence_Fast(args[1], "events must be a sequence");
     if (seq == NULL)
         goto error;
@@ -697,8 +744,8 @@ static PyObject *split(PyObject *module, PyObject *const *args, Py_ssize_t nargs
             (types = slot_get(d_types, event)) != NULL &&
             (payloads = slot_get(d_payloads, event)) != NULL &&
             (stamp = PyTuple_Pack(3, sec, msec, serial)) != NULL &&
-            (item = PyObject_CallFunctionObjArgs(adds[table_of], types, payloads, stamp,
-                                                 NULL)) != NULL &&
+            (item = block_add(writers[table_of], adds[table_of], block_items, types, payloads,
+                              stamp)) != NULL &&
             (entry = PyTuple_Pack(3, sec, PyTuple_GET_ITEM(found, 1), item)) != NULL &&
             PyList_Append(entries[table_of], entry) == 0 &&
             PyList_Append(routed[table_of], event) == 0)
@@ -717,13 +764,16 @@ static PyObject *split(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     }
     Py_DECREF(seq);
     Py_DECREF(blocks);
-    Py_DECREF(adds[0]);
-    Py_DECREF(adds[1]);
+    for (int k = 0; k < 2; k++) {
+        Py_DECREF(writers[k]);
+        Py_DECREF(adds[k]);
+    }
     return Py_BuildValue("(NNNN)", entries[0], routed[0], entries[1], routed[1]);
 error:
     Py_XDECREF(seq);
     Py_XDECREF(blocks);
     for (int k = 0; k < 2; k++) {
+        Py_XDECREF(writers[k]);
         Py_XDECREF(adds[k]);
         Py_XDECREF(entries[k]);
         Py_XDECREF(routed[k]);
@@ -732,13 +782,15 @@ error:
 }
 
 /* bind_routing(fast_path, EXEC, ADDRESS, NO_ROW, unix_family_hex, process_table,
- *              socket_table, syscall_type, sockaddr_type) */
+ *              socket_table, syscall_type, sockaddr_type, blocks_module) */
 static PyObject *bind_routing(PyObject *module, PyObject *args)
 {
     PyObject *fn, *exec_, *address, *no_row, *hexes, *process, *socket;
     long syscall, sockaddr;
-    if (!PyArg_ParseTuple(args, "OOOOO!UUll:bind_routing", &fn, &exec_, &address, &no_row,
-                          &PyTuple_Type, &hexes, &process, &socket, &syscall, &sockaddr))
+    PyObject *module_of_blocks;
+    if (!PyArg_ParseTuple(args, "OOOOO!UUllO:bind_routing", &fn, &exec_, &address, &no_row,
+                          &PyTuple_Type, &hexes, &process, &socket, &syscall, &sockaddr,
+                          &module_of_blocks))
         return NULL;
     for (Py_ssize_t h = 0; h < PyTuple_GET_SIZE(hexes); h++)
         if (!PyBytes_CheckExact(PyTuple_GET_ITEM(hexes, h))) {
@@ -754,6 +806,7 @@ static PyObject *bind_routing(PyObject *module, PyObject *args)
     Py_XSETREF(socket_table, new_ref(socket));
     syscall_type = syscall;
     sockaddr_type = sockaddr;
+    Py_XSETREF(blocks_module, new_ref(module_of_blocks));
     Py_RETURN_NONE;
 }
 
@@ -820,8 +873,8 @@ static PyMethodDef methods[] = {
      "tables."},
     {"bind_routing", bind_routing, METH_VARARGS,
      "bind_routing(fast_path, EXEC, ADDRESS, NO_ROW, unix_family_hex, process_table, "
-     "socket_table, syscall_type, sockaddr_type): what classify and split take from "
-     "routing.py."},
+     "socket_table, syscall_type, sockaddr_type, blocks): what classify and split take "
+     "from routing.py."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -849,6 +902,12 @@ PyMODINIT_FUNC PyInit__ingestfast(void)
         {&s_drop_unix_key, "drop_unix_key"},
         {&s_blocks, "_blocks"},
         {&s_add, "add"},
+        {&s_block_items, "BLOCK_ITEMS"},
+        {&s_block, "block"},
+        {&s_stamps, "stamps"},
+        {&s_open, "open"},
+        {&s_types, "types"},
+        {&s_extend, "extend"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         *names[k].slot = PyUnicode_InternFromString(names[k].text);

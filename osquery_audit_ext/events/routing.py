@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..accel import compiled
 from ..audit.consts import AF_UNIX, AUDIT_PATH, AUDIT_SECCOMP, AUDIT_SOCKADDR, AUDIT_SYSCALL
+from . import blocks
 from .blocks import BlockReader, BlockWriter, Parts, is_block_item, item_runs
 from .coalesce import Event
 from .file_rows import PROCESS_FILE_EVENTS, FilePaths, dirfd_paths_from_proc, file_row
@@ -506,4 +507,5 @@ if _ingestfast is not None:
         SOCKET_EVENTS,
         AUDIT_SYSCALL,
         AUDIT_SOCKADDR,
+        blocks,
     )
