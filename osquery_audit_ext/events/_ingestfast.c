@@ -8,7 +8,8 @@
  * without a call per record, the three cases of nearly every record:
  *   - the first record of a new event (the next serial, while fewer than max_inflight wait),
  *   - a record joining its event (a record type the event does not have yet),
- *   - the EOE ending it (Coalescer._complete is called, as the Python loop calls it),
+ *   - the EOE ending it (Coalescer._complete's work for an event the kernel ended: the
+ *     ended flag, the shared types tuple, the recent stamps),
  * and calls back into coalesce.py for everything else (Coalescer._add_stamped, _note_serial
  * unless the serial is the next one, add_batch_python for an item that is not a (int, bytes)
  * tuple). It reads the record header as records.py's split_header and parse_stamp do: the
@@ -34,9 +35,11 @@ static PyTypeObject *event_type;
 static PyObject *by_kernel, *parse_error, *below_first_user_msg;
 static long first_user_msg, replace_type, eoe_type, last_daemon, kernel_type;
 static unsigned long long serial_mask;
+static Py_ssize_t type_sets_max;
 /* Event's slots (member descriptors), set and read as `event.name = value` does. */
 static PyObject *d_types, *d_payloads, *d_ended, *d_sec, *d_msec, *d_serial, *d_since, *d_records;
-static PyObject *s_inflight, *s_recent, *s_max_inflight, *s_complete, *s_add_stamped,
+static PyObject *s_type_sets, *s_recent_cap, *s_popitem;
+static PyObject *s_inflight, *s_recent, *s_max_inflight, *s_add_stamped,
     *s_note_serial, *s_high_serial, *s_missing_order, *s_add_batch_python;
 
 static inline int slot_set(PyObject *descr, PyObject *obj, PyObject *value)
@@ -190,11 +193,61 @@ static int extend(PyObject *out, PyObject *done)
     return 0;
 }
 
+/* Coalescer._complete(stamp, event, Ending.BY_KERNEL), for an event its EOE ended. */
+static PyObject *complete_by_kernel(PyObject *self, PyObject *recent, PyObject *stamp,
+                                    PyObject *event)
+{
+    PyObject *held = NULL, *types = NULL, *type_sets = NULL, *entry = NULL, *cap = NULL;
+    PyObject *result = NULL;
+    if (slot_set(d_ended, event, Py_True) < 0 || (held = slot_get(d_types, event)) == NULL ||
+        (types = PySequence_Tuple(held)) == NULL ||
+        (type_sets = PyObject_GetAttr(self, s_type_sets)) == NULL)
+        goto done;
+    if (!PyDict_CheckExact(type_sets)) {
+        PyErr_SetString(PyExc_TypeError, "Coalescer._type_sets must be a dict");
+        goto done;
+    }
+    PyObject *shared = PyDict_GetItemWithError(type_sets, types); /* borrowed */
+    if (shared == NULL) {
+        if (PyErr_Occurred())
+            goto done;
+        if (PyDict_GET_SIZE(type_sets) >= type_sets_max)
+            PyDict_Clear(type_sets);
+        if (PyDict_SetItem(type_sets, types, types) < 0)
+            goto done;
+        shared = types;
+    }
+    Py_INCREF(shared);
+    int failed = slot_set(d_types, event, shared) < 0 ||
+                 (entry = PyTuple_Pack(2, by_kernel, shared)) == NULL ||
+                 PyObject_SetItem(recent, stamp, entry) < 0;
+    Py_DECREF(shared);
+    if (failed || (cap = PyObject_GetAttr(self, s_recent_cap)) == NULL)
+        goto done;
+    Py_ssize_t size = PyObject_Size(recent), limit = PyLong_AsSsize_t(cap);
+    if (size < 0 || (limit == -1 && PyErr_Occurred()))
+        goto done;
+    if (size > limit) {
+        PyObject *oldest = PyObject_CallMethodOneArg(recent, s_popitem, Py_False);
+        if (oldest == NULL)
+            goto done;
+        Py_DECREF(oldest);
+    }
+    result = new_ref(event);
+done:
+    Py_XDECREF(held);
+    Py_XDECREF(types);
+    Py_XDECREF(type_sets);
+    Py_XDECREF(entry);
+    Py_XDECREF(cap);
+    return result;
+}
+
 /* One record of the batch the fast way; 1 when it was not one of the fast cases (then the
  * caller hands it to _add_stamped), 0 when done, -1 on an error. `*stamp_out` is the record's
  * stamp when it was cut (NULL with *bad set when the header is malformed). */
 typedef struct {
-    PyObject *self, *inflight, *recent, *complete, *note, *out, *now;
+    PyObject *self, *inflight, *recent, *note, *out, *now;
     Py_ssize_t cap;
 } batch_t;
 
@@ -218,8 +271,7 @@ static int fast_record(batch_t *b, long t, PyObject *t_obj, PyObject *payload,
                 Py_DECREF(pending);
                 return -1;
             }
-            PyObject *event =
-                PyObject_CallFunctionObjArgs(b->complete, stamp, pending, by_kernel, NULL);
+            PyObject *event = complete_by_kernel(b->self, b->recent, stamp, pending);
             Py_DECREF(pending);
             if (event == NULL)
                 return -1;
@@ -296,7 +348,7 @@ static PyObject *add_batch(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *self = args[0], *records = args[1], *now = args[2];
-    batch_t b = {self, NULL, NULL, NULL, NULL, NULL, now, 0};
+    batch_t b = {self, NULL, NULL, NULL, NULL, now, 0};
     PyObject *seq = NULL, *add_stamped = NULL, *cap = NULL;
     Py_ssize_t taken = 0, errors = 0;
     b.inflight = PyObject_GetAttr(self, s_inflight);
@@ -318,12 +370,11 @@ static PyObject *add_batch(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyErr_Clear(); /* a cap beyond any dict's size */
         b.cap = PY_SSIZE_T_MAX;
     }
-    b.complete = PyObject_GetAttr(self, s_complete);
     b.note = PyObject_GetAttr(self, s_note_serial);
     add_stamped = PyObject_GetAttr(self, s_add_stamped);
     seq = PySequence_Fast(records, "records must be a sequence of (type, payload)");
     b.out = PyList_New(0);
-    if (b.complete == NULL || b.note == NULL || add_stamped == NULL || seq == NULL ||
+    if (b.note == NULL || add_stamped == NULL || seq == NULL ||
         b.out == NULL)
         goto error;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -397,7 +448,6 @@ static PyObject *add_batch(PyObject *module, PyObject *const *args, Py_ssize_t n
     Py_DECREF(cap);
     Py_DECREF(b.inflight);
     Py_DECREF(b.recent);
-    Py_DECREF(b.complete);
     Py_DECREF(b.note);
     return Py_BuildValue("(Nnn)", b.out, taken, errors);
 error:
@@ -406,7 +456,6 @@ error:
     Py_XDECREF(cap);
     Py_XDECREF(b.inflight);
     Py_XDECREF(b.recent);
-    Py_XDECREF(b.complete);
     Py_XDECREF(b.note);
     Py_XDECREF(b.out);
     return NULL;
@@ -825,15 +874,16 @@ static int descriptor(PyObject *type, const char *name, PyObject **slot)
 }
 
 /* bind(Event, by_kernel, RecordParseError, records_below_first_user_msg,
- *      first_user_msg, replace, eoe, last_daemon, kernel, serial_mask) */
+ *      first_user_msg, replace, eoe, last_daemon, kernel, serial_mask, type_sets_max) */
 static PyObject *bind(PyObject *module, PyObject *args)
 {
     PyObject *event, *ending, *error, *below;
     long first, replace, eoe, daemon, kernel;
     unsigned long long mask;
-    if (!PyArg_ParseTuple(args, "O!OOO!lllllK:bind", &PyType_Type, &event, &ending, &error,
+    Py_ssize_t shapes;
+    if (!PyArg_ParseTuple(args, "O!OOO!lllllKn:bind", &PyType_Type, &event, &ending, &error,
                           &PyFrozenSet_Type, &below, &first, &replace, &eoe, &daemon, &kernel,
-                          &mask))
+                          &mask, &shapes))
         return NULL;
     if (((PyTypeObject *)event)->tp_alloc == NULL) {
         PyErr_SetString(PyExc_TypeError, "Event cannot be allocated");
@@ -856,6 +906,7 @@ static PyObject *bind(PyObject *module, PyObject *args)
     last_daemon = daemon;
     kernel_type = kernel;
     serial_mask = mask;
+    type_sets_max = shapes;
     Py_RETURN_NONE;
 }
 
@@ -865,7 +916,8 @@ static PyMethodDef methods[] = {
      "cases in C."},
     {"bind", bind, METH_VARARGS,
      "bind(Event, by_kernel, RecordParseError, below, first_user_msg, replace, eoe, "
-     "last_daemon, kernel, serial_mask): what add_batch takes from coalesce.py."},
+     "last_daemon, kernel, serial_mask, type_sets_max): what add_batch takes from "
+     "coalesce.py."},
     {"classify", (PyCFunction)(void (*)(void))classify, METH_FASTCALL,
      "classify(router, event): EventRouter.classify_python's result, its fast path in C."},
     {"split", (PyCFunction)(void (*)(void))split, METH_FASTCALL,
@@ -889,10 +941,12 @@ PyMODINIT_FUNC PyInit__ingestfast(void)
         PyObject **slot;
         const char *text;
     } names[] = {
+        {&s_type_sets, "_type_sets"},
+        {&s_recent_cap, "_recent_cap"},
+        {&s_popitem, "popitem"},
         {&s_inflight, "_inflight"},
         {&s_recent, "_recent"},
         {&s_max_inflight, "max_inflight"},
-        {&s_complete, "_complete"},
         {&s_add_stamped, "_add_stamped"},
         {&s_note_serial, "_note_serial"},
         {&s_high_serial, "_high_serial"},

@@ -43,6 +43,7 @@ from .records import Record, RecordParseError, parse_stamp, record_body, split_h
 SERIAL_MASK = 0xFFFFFFFF  # the kernel's serial is an unsigned 32-bit counter
 SERIAL_HALF = 0x80000000
 SERIAL_WINDOW = 256  # how far serials may arrive out of order before a hole counts as a gap
+TYPE_SETS_MAX = 256  # distinct event shapes whose types tuple is shared before starting over
 
 
 class Ending(enum.Enum):
@@ -354,7 +355,7 @@ class Coalescer:
         types = tuple(event.types)
         shared = self._type_sets.get(types)
         if shared is None:
-            if len(self._type_sets) >= 256:
+            if len(self._type_sets) >= TYPE_SETS_MAX:
                 self._type_sets.clear()
             shared = self._type_sets[types] = types
         event.types = shared  # one tuple object for every event of this shape
@@ -425,4 +426,5 @@ if _ingestfast is not None:
         AUDIT_LAST_DAEMON,
         AUDIT_KERNEL,
         SERIAL_MASK,
+        TYPE_SETS_MAX,
     )

@@ -540,6 +540,8 @@ def test_add_batch_equals_add_record_by_record(
         want = add_one_by_one(careful, batch, now)
         assert (event_state(got[0]), got[1:]) == (event_state(want[0]), want[1:])
         assert coalescer_state(fast) == coalescer_state(careful)
+        # events of one shape share one types tuple, as the ring keeps them
+        assert all(e.types is fast._type_sets[e.types] for e in got[0])
         if expire_between:
             assert event_state(fast.expire(now + 1.5)) == event_state(careful.expire(now + 1.5))
     assert event_state(fast.flush()) == event_state(careful.flush())
