@@ -414,6 +414,7 @@ class Coalescer:
 # Coalescer.add_batch's loop in C where it is built (events/_ingestfast.c); it takes the
 # Event class and the constants it tests from here.
 _ingestfast = compiled(f"{__package__}._ingestfast")
+ACCELERATED = _ingestfast is not None  # whether add_batch (and routing's loop) run compiled
 if _ingestfast is not None:
     _ingestfast.bind(
         Event,
