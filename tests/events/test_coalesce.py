@@ -425,11 +425,8 @@ def test_event_records_equal_parse_record_of_each_payload(parts: list) -> None:
 @pytest.fixture(scope="module", params=accel.IMPLEMENTATIONS)
 def batch_loop(request: pytest.FixtureRequest) -> object:
     """add_batch runs its Python loop or the compiled one (events/_ingestfast.c)."""
-    accel.require(request.param, coalesce._ingestfast, "events/_ingestfast.c")
-    with pytest.MonkeyPatch.context() as patch:
-        if request.param == "python":
-            patch.setattr(coalesce, "_ingestfast", None)
-        yield request.param
+    with accel.running(request.param, coalesce, "_ingestfast", "events/_ingestfast.c") as loop:
+        yield loop
 
 
 def add_one_by_one(

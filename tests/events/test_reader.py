@@ -51,11 +51,8 @@ OUR_PID = os.getpid()
 def batch_loop(request: pytest.FixtureRequest) -> object:
     """The reader's Coalescer.add_batch runs its Python loop or the compiled one
     (events/_ingestfast.c)."""
-    accel.require(request.param, coalesce._ingestfast, "events/_ingestfast.c")
-    with pytest.MonkeyPatch.context() as patch:
-        if request.param == "python":
-            patch.setattr(coalesce, "_ingestfast", None)
-        yield request.param
+    with accel.running(request.param, coalesce, "_ingestfast", "events/_ingestfast.c") as loop:
+        yield loop
 
 
 class FakeSocket:

@@ -53,11 +53,8 @@ SYSCALLS = [
 @pytest.fixture(scope="module", params=accel.IMPLEMENTATIONS, autouse=True)
 def routing_loop(request: pytest.FixtureRequest) -> object:
     """classify and route run in Python or compiled (events/_ingestfast.c)."""
-    accel.require(request.param, routing._ingestfast, "events/_ingestfast.c")
-    with pytest.MonkeyPatch.context() as patch:
-        if request.param == "python":
-            patch.setattr(routing, "_ingestfast", None)
-        yield request.param
+    with accel.running(request.param, routing, "_ingestfast", "events/_ingestfast.c") as loop:
+        yield loop
 
 
 def router(drop_unix: bool = True) -> EventRouter:
