@@ -32,7 +32,7 @@ from ..app.managed_rules import desired_rule_texts, encode_rule_texts
 from ..audit.control import AuditControl, owner_process
 from ..core import sql
 from ..errors import AuditExtError
-from ..events import rows
+from ..events import coalesce, rows
 from . import BenchError
 from .extension_run import BENCH_KEY, bench_settings
 from .kernel_state import (
@@ -104,6 +104,7 @@ def machine_line() -> str:
 
 def accelerators_line() -> str:
     return (
+        f"events/_ingestfast {_on(coalesce.ACCELERATED)}, "
         f"events/_rowsfast {_on(rows.ACCELERATED)}, core/_sqlfast {_on(sql.ACCELERATED)}"
         f" (scripts/build_accel.py; {PURE_PYTHON_ENV}=1 turns them off)"
     )

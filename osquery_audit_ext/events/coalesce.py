@@ -26,6 +26,7 @@ import enum
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 
+from ..accel import compiled
 from ..audit.consts import (
     AUDIT_EOE,
     AUDIT_FIRST_USER_MSG,
@@ -42,6 +43,7 @@ from .records import Record, RecordParseError, parse_stamp, record_body, split_h
 SERIAL_MASK = 0xFFFFFFFF  # the kernel's serial is an unsigned 32-bit counter
 SERIAL_HALF = 0x80000000
 SERIAL_WINDOW = 256  # how far serials may arrive out of order before a hole counts as a gap
+TYPE_SETS_MAX = 256  # distinct event shapes whose types tuple is shared before starting over
 
 
 class Ending(enum.Enum):
@@ -200,10 +202,21 @@ class Coalescer:
 
         Control replies (types below AUDIT_FIRST_USER_MSG but two) and AUDIT_REPLACE probes
         are not records: skipped, not counted. Every other record is `add`ed in turn, one
-        that raises RecordParseError counted and skipped. The same as those `add` calls
-        (tests check it): the three cases of nearly every record, the first record of a new
-        event (the next serial, while fewer than max_inflight wait), a record joining its
-        event and the EOE ending it, are done here without a call per record.
+        that raises RecordParseError counted and skipped. The loop runs compiled
+        (events/_ingestfast.c) where it is built, else add_batch_python; tests check both
+        against those `add` calls.
+        """
+        if _ingestfast is not None:
+            return _ingestfast.add_batch(self, records, now)  # type: ignore[no-any-return]
+        return self.add_batch_python(records, now)
+
+    def add_batch_python(
+        self, records: Iterable[tuple[int, bytes]], now: float
+    ) -> tuple[list[Event], int, int]:
+        """add_batch's loop in Python: the three cases of nearly every record, the first
+        record of a new event (the next serial, while fewer than max_inflight wait), a
+        record joining its event and the EOE ending it, are done here without a call per
+        record; any other goes through _add_stamped.
         """
         out: list[Event] = []
         taken = errors = 0
@@ -342,7 +355,7 @@ class Coalescer:
         types = tuple(event.types)
         shared = self._type_sets.get(types)
         if shared is None:
-            if len(self._type_sets) >= 256:
+            if len(self._type_sets) >= TYPE_SETS_MAX:
                 self._type_sets.clear()
             shared = self._type_sets[types] = types
         event.types = shared  # one tuple object for every event of this shape
@@ -396,3 +409,23 @@ class Coalescer:
             if serial in missing:
                 missing.discard(serial)
                 self.serial_gaps += 1
+
+
+# Coalescer.add_batch's loop in C where it is built (events/_ingestfast.c); it takes the
+# Event class and the constants it tests from here.
+_ingestfast = compiled(f"{__package__}._ingestfast")
+ACCELERATED = _ingestfast is not None  # whether add_batch (and routing's loop) run compiled
+if _ingestfast is not None:
+    _ingestfast.bind(
+        Event,
+        Ending.BY_KERNEL,
+        RecordParseError,
+        RECORDS_BELOW_FIRST_USER_MSG,
+        AUDIT_FIRST_USER_MSG,
+        AUDIT_REPLACE,
+        AUDIT_EOE,
+        AUDIT_LAST_DAEMON,
+        AUDIT_KERNEL,
+        SERIAL_MASK,
+        TYPE_SETS_MAX,
+    )

@@ -35,7 +35,9 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
+from ..accel import compiled
 from ..audit.consts import AF_UNIX, AUDIT_PATH, AUDIT_SECCOMP, AUDIT_SOCKADDR, AUDIT_SYSCALL
+from . import blocks
 from .blocks import BlockReader, BlockWriter, Parts, is_block_item, item_runs
 from .coalesce import Event
 from .file_rows import PROCESS_FILE_EVENTS, FilePaths, dirfd_paths_from_proc, file_row
@@ -285,10 +287,44 @@ class EventRouter:
 
     def route(self, events: list[Event]) -> None:
         written: dict[str, list[Entry]] | None = None if self.journals is None else {}
-        classify, other = self.classify, self.other_rings
-        process_block, socket_block = self._blocks[PROCESS_EVENTS], self._blocks[SOCKET_EVENTS]
         # Each table's new entries, appended at the end in one go (the rings are separate:
         # the eids are those one append each would give).
+        if _ingestfast is not None and not self.other_rings:
+            process, process_events, sockets, socket_events = _ingestfast.split(self, events)
+        else:
+            process, process_events, sockets, socket_events = self.split_python(events, written)
+        for table, ring, entries, routed in (
+            (PROCESS_EVENTS, self.process_ring, process, process_events),
+            (SOCKET_EVENTS, self.socket_ring, sockets, socket_events),
+        ):
+            if not entries:
+                continue
+            eid = ring.append_many(entries)
+            if written is not None:  # the journal takes the payloads as they are
+                written.setdefault(table, []).extend(
+                    [
+                        (eid + number, when, pid, (event.types, event.payloads))
+                        for number, ((when, pid, _item), event) in enumerate(zip(entries, routed))
+                    ]
+                )
+        if written:
+            self._write_journals(written)
+
+    def split_python(
+        self, events: list[Event], written: dict[str, list[Entry]] | None
+    ) -> tuple[
+        list[tuple[int, int | None, object]],
+        list[Event],
+        list[tuple[int, int | None, object]],
+        list[Event],
+    ]:
+        """route's loop: the (time, pid, item) entries of the events that give a process
+        row, those events, then the same for socket rows; each item added to its table's
+        open block. The other tables' rows go to their rings here. Compiled
+        (events/_ingestfast.c's split) where it is built, for a router with no other tables.
+        """
+        classify, other = self.classify, self.other_rings
+        process_block, socket_block = self._blocks[PROCESS_EVENTS], self._blocks[SOCKET_EVENTS]
         process: list[tuple[int, int | None, object]] = []
         sockets: list[tuple[int, int | None, object]] = []
         process_events: list[Event] = []
@@ -308,22 +344,7 @@ class EventRouter:
                     socket_events.append(event)
             if other:
                 self._route_other(event, found is not None, written)
-        for table, ring, entries, routed in (
-            (PROCESS_EVENTS, self.process_ring, process, process_events),
-            (SOCKET_EVENTS, self.socket_ring, sockets, socket_events),
-        ):
-            if not entries:
-                continue
-            eid = ring.append_many(entries)
-            if written is not None:  # the journal takes the payloads as they are
-                written.setdefault(table, []).extend(
-                    [
-                        (eid + number, when, pid, (event.types, event.payloads))
-                        for number, ((when, pid, _item), event) in enumerate(zip(entries, routed))
-                    ]
-                )
-        if written:
-            self._write_journals(written)
+        return process, process_events, sockets, socket_events
 
     @staticmethod
     def _append(
@@ -411,7 +432,15 @@ class EventRouter:
                 )
 
     def classify(self, event: Event) -> tuple[str, int | None] | None:
-        """(table, pid) of the row the event gives, or None when it gives none."""
+        """(table, pid) of the row the event gives, or None when it gives none: the fast
+        path compiled (events/_ingestfast.c) where it is built, else classify_python."""
+        if _ingestfast is not None:
+            return _ingestfast.classify(self, event)  # type: ignore[no-any-return]
+        return self.classify_python(event)
+
+    def classify_python(self, event: Event) -> tuple[str, int | None] | None:
+        """classify in Python: the fast path reads the SYSCALL record's fixed start (and
+        the SOCKADDR's family), any other event is decided by building its row."""
         types = event.types
         if AUDIT_SYSCALL not in types:
             return None  # neither table has a row without a SYSCALL record
@@ -461,3 +490,22 @@ class EventRouter:
         ):
             return None
         return SOCKET_EVENTS, row["pid"]
+
+
+# classify's fast path and route's loop in C where built (events/_ingestfast.c, which also
+# runs Coalescer.add_batch); they take the fast-path verdicts, the constants and the table
+# names from here.
+_ingestfast = compiled(f"{__package__}._ingestfast")
+if _ingestfast is not None:
+    _ingestfast.bind_routing(
+        _fast_path,
+        FastPath.EXEC,
+        FastPath.ADDRESS,
+        FastPath.NO_ROW,
+        _UNIX_FAMILY_HEX,
+        PROCESS_EVENTS,
+        SOCKET_EVENTS,
+        AUDIT_SYSCALL,
+        AUDIT_SOCKADDR,
+        blocks,
+    )

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from helpers import accel
 from helpers.goldens import read_log
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from osquery_audit_ext.events import coalesce
 from osquery_audit_ext.events.coalesce import SERIAL_WINDOW, Coalescer, Event, completes_alone
 from osquery_audit_ext.events.records import Record, RecordParseError, parse_record
 
@@ -420,6 +422,13 @@ def test_event_records_equal_parse_record_of_each_payload(parts: list) -> None:
 # -- add_batch: the reader's fast path against add, record by record ------------------------
 
 
+@pytest.fixture(scope="module", params=accel.IMPLEMENTATIONS)
+def batch_loop(request: pytest.FixtureRequest) -> object:
+    """add_batch runs its Python loop or the compiled one (events/_ingestfast.c)."""
+    with accel.running(request.param, coalesce, "_ingestfast", "events/_ingestfast.c") as loop:
+        yield loop
+
+
 def add_one_by_one(
     coalescer: Coalescer, batch: list[Raw], now: float
 ) -> tuple[list[Event], int, int]:
@@ -456,11 +465,28 @@ def event_state(events: list[Event]) -> list[tuple]:
     return [(tuple(e.types), e.payloads, e.ended, e.sec, e.msec, e.serial) for e in events]
 
 
+# Stamps that pass split_header but not always parse_stamp: parts missing, too short or long,
+# not ASCII digits, separators repeated or swapped, numbers too long for 64 bits.
+odd_stamps = st.one_of(
+    st.builds(
+        "".join,
+        st.tuples(
+            st.sampled_from(["1700000000", "", "17a", "0" * 25 + "1", "9" * 30, "\u0661", " 1"]),
+            st.sampled_from([".", ":", "", ".."]),
+            st.sampled_from(["500", "5", "5000", "50a", "", "+12", "\u0661\u0662\u0663"]),
+            st.sampled_from([":", ".", "", "::"]),
+            st.sampled_from(["4294967295", "", "x", "1" * 25, "-1", "7.5", "7:8", "0"]),
+        ),
+    ),
+    st.text(alphabet="0123456789.:)a ", max_size=24),
+)
+
+
 @st.composite
 def record_batches(draw: st.DrawFn) -> list[list[Raw]]:
     """Records of a few stamps in any order, with repeats, EOEs for unknown events, lone
-    records, control replies, REPLACE probes and payloads that are not records, cut into
-    receive batches."""
+    records, control replies, REPLACE probes, payloads that are not records and records
+    with malformed or odd stamps, cut into receive batches."""
     first = draw(st.integers(0xFFFFFFF0, 0xFFFFFFFF))
     stamps = [
         (f"1700000000.{draw(st.integers(0, 2)):03d}", (first + n) & 0xFFFFFFFF)
@@ -471,12 +497,19 @@ def record_batches(draw: st.DrawFn) -> list[list[Raw]]:
     )
     records: list[Raw] = []
     for _ in range(draw(st.integers(0, 40))):
-        kind = draw(st.integers(0, 9))
+        kind = draw(st.integers(0, 11))
         if kind == 0 and records:
             records.append(draw(st.sampled_from(records)))  # an exact repeat
         elif kind == 1:
-            bad = draw(st.sampled_from([b"", b"audit(", b"audit(17.1:1", b"nope", b"audit(x):"]))
+            bad = draw(
+                st.sampled_from(
+                    [b"", b"audit(", b"audit(17.1:1", b"nope", b"audit(x):", b"audit()", b"):"]
+                )
+            )
             records.append(Raw(draw(types), bad))
+        elif kind == 2:  # a header that splits, its stamp well formed or not
+            stamp = draw(odd_stamps).encode()
+            records.append(Raw(draw(types), b"audit(" + stamp + b"): n=1"))
         else:
             stamp, serial = draw(st.sampled_from(stamps))
             records.append(rec(draw(types), serial, f"n={draw(st.integers(0, 2))}", stamp))
@@ -486,25 +519,33 @@ def record_batches(draw: st.DrawFn) -> list[list[Raw]]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(record_batches(), st.integers(1, 4), st.booleans())
+@given(record_batches(), st.integers(1, 4), st.booleans(), st.booleans())
 def test_add_batch_equals_add_record_by_record(
-    batches: list[list[Raw]], max_inflight: int, expire_between: bool
+    batch_loop: str,
+    batches: list[list[Raw]],
+    max_inflight: int,
+    expire_between: bool,
+    as_given: bool,
 ) -> None:
+    """as_given: the records as the test made them (named tuples, which the compiled loop
+    hands to the Python one) rather than the plain tuples the reader gives."""
     fast = Coalescer(timeout=2, max_inflight=max_inflight, recent=3)
     careful = Coalescer(timeout=2, max_inflight=max_inflight, recent=3)
     for number, batch in enumerate(batches):
         now = 1000.0 + number
-        got = fast.add_batch([tuple(raw) for raw in batch], now)
+        got = fast.add_batch(batch if as_given else [tuple(raw) for raw in batch], now)
         want = add_one_by_one(careful, batch, now)
         assert (event_state(got[0]), got[1:]) == (event_state(want[0]), want[1:])
         assert coalescer_state(fast) == coalescer_state(careful)
+        # events of one shape share one types tuple, as the ring keeps them
+        assert all(e.types is fast._type_sets[e.types] for e in got[0])
         if expire_between:
             assert event_state(fast.expire(now + 1.5)) == event_state(careful.expire(now + 1.5))
     assert event_state(fast.flush()) == event_state(careful.flush())
     assert coalescer_state(fast) == coalescer_state(careful)
 
 
-def test_add_batch_skips_control_replies_and_counts_bad_payloads() -> None:
+def test_add_batch_skips_control_replies_and_counts_bad_payloads(batch_loop: str) -> None:
     coalescer = Coalescer()
     batch = [
         (1000, b"\x01\x00\x00\x00"),  # an AUDIT_GET reply: not a record, not counted

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import accel
 from helpers.fake_kernel import KernelPeer, record
 
 from osquery_audit_ext.audit.consts import (
@@ -32,6 +33,7 @@ from osquery_audit_ext.audit.consts import (
 )
 from osquery_audit_ext.audit.control import AuditStatus, owner_process
 from osquery_audit_ext.errors import AuditPidTaken
+from osquery_audit_ext.events import coalesce
 from osquery_audit_ext.events.coalesce import Event
 from osquery_audit_ext.events.reader import (
     FULL_BATCH,
@@ -43,6 +45,14 @@ from osquery_audit_ext.events.reader import (
 )
 
 OUR_PID = os.getpid()
+
+
+@pytest.fixture(scope="module", params=accel.IMPLEMENTATIONS, autouse=True)
+def batch_loop(request: pytest.FixtureRequest) -> object:
+    """The reader's Coalescer.add_batch runs its Python loop or the compiled one
+    (events/_ingestfast.c)."""
+    with accel.running(request.param, coalesce, "_ingestfast", "events/_ingestfast.c") as loop:
+        yield loop
 
 
 class FakeSocket:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import sys
 
 import pytest
+from helpers import accel
 from helpers.goldens import RECORDS_GOLDEN as GOLDEN
 from helpers.goldens import events_of, read_log
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from osquery_audit_ext.audit.consts import AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, AUDIT_SYSCALL
+from osquery_audit_ext.events import routing
 from osquery_audit_ext.events.blocks import BLOCK_ITEMS, Block, is_block_item
 from osquery_audit_ext.events.coalesce import Event
 from osquery_audit_ext.events.ring import EventRing
@@ -46,6 +48,13 @@ SYSCALLS = [
     (B32, 362),  # i386 connect
     ("ffffffff", 59),  # unknown audit arch
 ]
+
+
+@pytest.fixture(scope="module", params=accel.IMPLEMENTATIONS, autouse=True)
+def routing_loop(request: pytest.FixtureRequest) -> object:
+    """classify and route run in Python or compiled (events/_ingestfast.c)."""
+    with accel.running(request.param, routing, "_ingestfast", "events/_ingestfast.c") as loop:
+        yield loop
 
 
 def router(drop_unix: bool = True) -> EventRouter:
@@ -249,3 +258,105 @@ def test_other_tables_leave_process_and_socket_rows_as_they_were() -> None:
         got = [build_full(item) for *_, item in full.rings()[table].query()]
         assert got == want and want
     assert all(len(full.rings()[table]) for table in OTHER_TABLE_SWITCHES)
+
+
+# -- the compiled classify and route loop against the Python ones ---------------------------
+
+
+@st.composite
+def odd_syscall_events(draw: st.DrawFn) -> Event:
+    """syscall_events with the SYSCALL record's fixed start bent: pid not plain digits,
+    fields missing, doubled spaces, other separators, a SOCKADDR's saddr anywhere."""
+    event = draw(syscall_events())
+    types, payloads = list(event.types), list(event.payloads)
+    at = types.index(1300)
+    head, _, body = payloads[at].partition(b"): ")
+    fields = body.split(b" ")
+    pid = draw(
+        st.sampled_from(
+            [b"+5", b"1_0", b"-3", b"", b"0x1f", b"007", b"9" * 25, "\u0663".encode(), b"5\n"]
+        )
+    )
+    bend = draw(st.integers(0, 4))
+    if bend == 0:
+        fields = [b"pid=" + pid if f.startswith(b"pid=") else f for f in fields]
+    elif bend == 1 and fields:
+        del fields[draw(st.integers(0, len(fields) - 1))]
+    elif bend == 2 and fields:
+        fields.insert(draw(st.integers(0, len(fields))), b"")  # a doubled space
+    elif bend == 3:
+        fields = [f.replace(b"=", b":", 1) if draw(st.booleans()) else f for f in fields]
+    payloads[at] = head + b"): " + b" ".join(fields)
+    if 1306 in types and draw(st.booleans()):
+        where = types.index(1306)
+        saddr = payloads[where].partition(b"saddr=")[2]
+        prefix = draw(st.sampled_from([b"x saddr=", b"x:saddr=", b"saddr=", b"x saddr"]))
+        payloads[where] = b"audit(1.000:1): " + prefix + saddr[: draw(st.integers(0, 8))]
+    return Event(tuple(types), payloads, True, (event.sec, event.msec, event.serial))
+
+
+@st.composite
+def address_events(draw: st.DrawFn) -> Event:
+    """A connect or bind whose SOCKADDR record is bent: saddr after a space, a colon (the
+    header's, with no space after it) or nothing, its family cut short or of either byte
+    order."""
+    nr = draw(st.sampled_from([42, 49]))
+    pid = draw(st.sampled_from([b"77", b"+5", b"", b"1_0"]))
+    head = b"audit(1700000000.001:9): "
+    syscall = (
+        (
+            f"arch={B64} syscall={nr} success=yes exit=0 a0=3 a1=7ffd a2=10 a3=0 items=1 "
+            "ppid=10 pid="
+        ).encode()
+        + pid
+        + b' auid=1000 uid=1000 comm="x" exe="/x" key="oae-test"'
+    )
+    family = draw(st.sampled_from([b"0100", b"0001", b"0200", b"01"]))
+    prefix = draw(st.sampled_from([b"saddr=", b"x:saddr=", b" saddr"]))
+    before = draw(st.sampled_from([head, head.rstrip()]))
+    sockaddr = before + prefix + family + b"2F7200"
+    return Event((1300, 1306), [head + syscall, sockaddr], True, (1700000000, 1, 9))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(syscall_events(), odd_syscall_events(), address_events()), st.booleans())
+def test_classify_equals_classify_python(event: Event, drop_unix: bool) -> None:
+    r = router(drop_unix)
+    assert r.classify(event) == r.classify_python(event)
+
+
+@settings(max_examples=200, deadline=None)
+@given(address_events())
+def test_classify_reads_the_address_family_as_classify_python(event: Event) -> None:
+    r = router(drop_unix=True)
+    assert r.classify(event) == r.classify_python(event)
+
+
+def block_state(r: EventRouter) -> list[tuple]:
+    return [
+        (list(w.block.types), w.block.stamps.tolist(), w.block.open) for w in r._blocks.values()
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(syscall_events(), odd_syscall_events()), max_size=2 * BLOCK_ITEMS + 9),
+    st.booleans(),
+)
+def test_route_equals_its_python_loop(events: list[Event], drop_unix: bool) -> None:
+    """route (its loop compiled or not) against split_python: the same entries, events,
+    block items and sealed blobs."""
+    fast, careful = router(drop_unix), router(drop_unix)
+    fast.route(events)
+    process, process_events, sockets, socket_events = careful.split_python(events, None)
+    careful.process_ring.append_many(process)
+    careful.socket_ring.append_many(sockets)
+    for table, routed in ((PROCESS_EVENTS, process_events), (SOCKET_EVENTS, socket_events)):
+        got = fast.rings()[table].query()
+        want = careful.rings()[table].query()
+        assert [e[:3] for e in got] == [e[:3] for e in want]
+        assert [item[1] for *_, item in got] == [item[1] for *_, item in want]
+        assert [stored_event(item).payloads for *_, item in got] == [e.payloads for e in routed]
+        blobs = [item[0].blob for *_, item in got]
+        assert blobs == [item[0].blob for *_, item in want]
+    assert block_state(fast) == block_state(careful)

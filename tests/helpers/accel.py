@@ -4,10 +4,13 @@ compiled one is skipped only where it cannot be built."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -42,3 +45,15 @@ def require(implementation: str, module: object, source: str) -> None:
     if reason is not None:
         pytest.skip(f"compiled {source}: {reason}")
     pytest.fail(f"{source} is not built though it can be: run scripts/build_accel.py")
+
+
+@contextlib.contextmanager
+def running(implementation: str, module: ModuleType, name: str, source: str) -> Iterator[str]:
+    """Run the tests inside on `implementation`: the compiled module `module.<name>` (built
+    from `source`; see `require`), or its Python twin ("python": `module.<name>` set to None
+    meanwhile)."""
+    require(implementation, getattr(module, name), source)
+    with pytest.MonkeyPatch.context() as patch:
+        if implementation == "python":
+            patch.setattr(module, name, None)
+        yield implementation
