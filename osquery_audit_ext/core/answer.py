@@ -30,6 +30,7 @@ from .sql import Statements
 log = logging.getLogger(__name__)
 
 _answerfast = compiled(f"{__package__}._answerfast")
+ACCELERATED = _answerfast is not None  # whether a query answer can be written from tuples
 
 PIECE = 256 * 1024
 """Bytes per write while streaming: a few socket buffers' worth, so the client starts

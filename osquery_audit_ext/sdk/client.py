@@ -16,6 +16,7 @@ from .transport import ThriftConnectError, accelerated, connect, read_reply
 # key-sharing dicts; thrift's own decoder otherwise. Used where thrift's fastbinary is
 # there too (the decoder it stands in for, and is tested against).
 _thriftfast = compiled(f"{__package__}._thriftfast")
+ACCELERATED = _thriftfast is not None  # whether answers are read by text_reply
 
 DEFAULT_SOCKET = "/var/osquery/osquery.em"
 
