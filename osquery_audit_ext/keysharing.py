@@ -10,6 +10,7 @@ client's reader of answers (sdk/client.py).
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Sequence
 
 
@@ -34,7 +35,11 @@ def key_sharing_dict(names: Sequence[str], values: Sequence[object]) -> dict:
     holder = _key_holder(names)()
     for name, value in zip(names, values):
         setattr(holder, name, value)
-    return holder.__dict__  # type: ignore[no-any-return]
+    shared, plain = holder.__dict__, dict(zip(names, values))
+    # Past CPython's limit (~30 keys) an attribute dict stops sharing and grows larger than
+    # a plain dict: keep it only where it is the smaller one (sys.getsizeof leaves out a
+    # shared keys table).
+    return shared if sys.getsizeof(shared) < sys.getsizeof(plain) else plain
 
 
 def key_sharing_view(names: Sequence[str]) -> dict:

@@ -30,9 +30,10 @@ from typing import Any
 from ..accel import PURE_PYTHON_ENV
 from ..app.managed_rules import desired_rule_texts, encode_rule_texts
 from ..audit.control import AuditControl, owner_process
-from ..core import answer, sql
+from ..core import sql
 from ..errors import AuditExtError
 from ..events import coalesce, rows
+from ..sdk import answer as reply
 from ..sdk import client
 from . import BenchError
 from .extension_run import BENCH_KEY, bench_settings
@@ -107,7 +108,7 @@ def accelerators_line() -> str:
     return (
         f"events/_ingestfast {_on(coalesce.ACCELERATED)}, "
         f"events/_rowsfast {_on(rows.ACCELERATED)}, core/_sqlfast {_on(sql.ACCELERATED)}, "
-        f"core/_answerfast {_on(answer.ACCELERATED)}, sdk/_thriftfast {_on(client.ACCELERATED)}"
+        f"sdk/_answerfast {_on(reply.ACCELERATED)}, sdk/_thriftfast {_on(client.ACCELERATED)}"
         f" (scripts/build_accel.py; {PURE_PYTHON_ENV}=1 turns them off)"
     )
 

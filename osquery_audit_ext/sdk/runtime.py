@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Callable
 
-from .osquery_thrift import Extension
+from .answer import CallProcessor
 from .osquery_thrift.ttypes import InternalExtensionInfo
 from .plugin import ExtensionHandler, Table
 from .transport import ThriftConnectError, UnixThriftServer, connect
@@ -164,9 +164,7 @@ def _serve(
             _say(f"osquery core refused the extension: {status.message if status else 'no status'}")
             return EXIT_FAILED
         handler.uuid = status.uuid
-        server = UnixThriftServer(
-            f"{socket_path}.{status.uuid}", Extension.Processor(handler), name=name
-        )
+        server = UnixThriftServer(f"{socket_path}.{status.uuid}", CallProcessor(handler), name=name)
         try:
             server.start()
         except ThriftConnectError as exc:

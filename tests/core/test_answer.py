@@ -24,6 +24,7 @@ from thrift.transport import TTransport
 from osquery_audit_ext.core import answer
 from osquery_audit_ext.core.manager import EmbeddedCore
 from osquery_audit_ext.core.sql import Statements
+from osquery_audit_ext.sdk import answer as rows_reply
 from osquery_audit_ext.sdk import client, transport
 from osquery_audit_ext.sdk.osquery_thrift import ExtensionManager
 from osquery_audit_ext.sdk.osquery_thrift.ExtensionManager import query_result
@@ -31,16 +32,16 @@ from osquery_audit_ext.sdk.osquery_thrift.ttypes import ExtensionResponse
 from osquery_audit_ext.sdk.plugin import failure_response, ok_status
 from osquery_audit_ext.sdk.values import result_text
 
-COMPILED = answer._answerfast
+COMPILED = rows_reply._answerfast
 PROTOCOLS = {"pure": TBinaryProtocol, "accelerated": transport.binary_protocol}
 
 
 @pytest.fixture(params=accel.IMPLEMENTATIONS)
 def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
     """The answer with the C encoder (where it can be built) and without it (dicts)."""
-    accel.require(request.param, COMPILED, "core/_answerfast.c")
+    accel.require(request.param, COMPILED, "sdk/_answerfast.c")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(answer, "_answerfast", COMPILED if request.param == "compiled" else None)
+        patch.setattr(rows_reply, "_answerfast", COMPILED if request.param == "compiled" else None)
         yield request.param
 
 
@@ -90,7 +91,7 @@ def statements(draw: st.DrawFn) -> Statements:
 def test_written_answer_is_the_generated_reply_byte_for_byte(
     answered: Statements, piece: int, seqid: int
 ) -> None:
-    accel.require("compiled", COMPILED, "core/_answerfast.c")
+    accel.require("compiled", COMPILED, "sdk/_answerfast.c")
     buffer = TTransport.TMemoryBuffer()
     answer.write_answer(transport.binary_protocol(buffer), seqid, answered, piece)
     response = ExtensionResponse(status=ok_status(), response=as_dicts(answered))
@@ -101,7 +102,7 @@ def test_written_answer_is_the_generated_reply_byte_for_byte(
 def test_rows_go_out_in_pieces_as_they_are_encoded() -> None:
     """Each piece is handed on (flushed) once it holds `piece` bytes: the client can decode
     the first rows before the last are encoded."""
-    accel.require("compiled", COMPILED, "core/_answerfast.c")
+    accel.require("compiled", COMPILED, "sdk/_answerfast.c")
     answered = Statements([([(i, "x" * 100) for i in range(100)], ["n", "t"])], "", ())
     flushed: list[bytes] = []
 
@@ -121,7 +122,7 @@ def test_rows_go_out_in_pieces_as_they_are_encoded() -> None:
 
 
 def test_fits_only_rows_as_wide_as_their_columns() -> None:
-    accel.require("compiled", COMPILED, "core/_answerfast.c")
+    accel.require("compiled", COMPILED, "sdk/_answerfast.c")
     assert answer.fits(Statements([([(1, 2)], ["a", "b"]), ([], ["c"])], "", ()))
     assert not answer.fits(Statements([([(1, 2), (3,)], ["a", "b"])], "", ()))
     assert not answer.fits(Statements([([[1, 2]], ["a", "b"])], "", ()))
@@ -227,12 +228,12 @@ E2E_QUERIES = {
 def test_core_replies_the_same_bytes_with_and_without_the_encoder(
     core_and_extension: EmbeddedCore, name: str
 ) -> None:
-    accel.require("compiled", COMPILED, "core/_answerfast.c")
+    accel.require("compiled", COMPILED, "sdk/_answerfast.c")
     core = core_and_extension
     sql = E2E_QUERIES[name]
     fast = raw_query(core.socket_path, sql)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(answer, "_answerfast", None)
+        patch.setattr(rows_reply, "_answerfast", None)
         slow = raw_query(core.socket_path, sql)
     assert fast == slow
     expected = (

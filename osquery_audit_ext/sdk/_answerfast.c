@@ -1,9 +1,11 @@
-/* The rows of the core's answer to a Thrift `query` call, encoded straight from SQLite's
- * result tuples (core/answer.py).
+/* The rows of a large Thrift reply, encoded straight from the rows as they are and sent in
+ * pieces (sdk/answer.py): the core's answer to a `query` call from SQLite's result tuples
+ * (core/answer.py), and an extension's reply to a generate call from its table's rows
+ * (sdk/runtime.py), each without thrift encoding the whole reply before its first byte goes.
  *
  * Optional: answer.py uses this module when it imports (scripts/build_accel.py compiles it in
- * place at `make install`); without it the core answers through the generated Processor with
- * rows as dicts (today's path), which writes the same bytes (tests/core/test_answer.py).
+ * place at `make install`); without it the replies go through the generated Processors with
+ * rows as dicts, which write the same bytes (tests/core/test_answer.py, tests/sdk/test_answer.py).
  *
  * Each row is written as the thrift binary protocol writes the dict {column: text} that
  * core/sql.py's _statement_rows makes of it: a map<string,string> header (the two type bytes
@@ -14,9 +16,10 @@
  * Strings are an i32 big-endian length and their UTF-8 bytes.
  *
  * fits(statements) -> bool
- *   statements: a list of (rows, columns) pairs, rows a list of tuples and columns a list of
- *   str. True when every row is a tuple as wide as its statement's columns and every column
- *   name is a str: what write_maps can write.
+ *   statements: a list of (rows, columns) pairs, rows a list of tuples (or dicts) and columns
+ *   a list of str. True when every column name is a str and every row is a tuple as wide as
+ *   its statement's columns, or a dict of str values whose keys are the columns in order:
+ *   what write_maps can write.
  *
  * write_maps(statements, map_types, nullvalue, as_text, write, chunk) -> int
  *   Every row of every statement, in order, as one map each; the bytes go to write(bytes)
@@ -142,6 +145,28 @@ static int put_cell(out_t *out, PyObject *value, PyObject *null, PyObject *as_te
     return failed;
 }
 
+/* Whether a row that is a dict holds exactly `width` keys, equal to columns[0..width) in that
+ * order, each value a str: the map thrift writes of it is then the one write_statement
+ * writes (a dict has no repeated key). */
+static int dict_fits(PyObject *row, PyObject *columns, Py_ssize_t width)
+{
+    if (PyDict_GET_SIZE(row) != width)
+        return 0;
+    Py_ssize_t at = 0, k = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(row, &at, &key, &value)) {
+        PyObject *name = PyList_GET_ITEM(columns, k++);
+        if (key != name) {
+            int same = PyUnicode_Check(key) ? PyObject_RichCompareBool(key, name, Py_EQ) : 0;
+            if (same <= 0)
+                return same;
+        }
+        if (!PyUnicode_Check(value))
+            return 0;
+    }
+    return 1;
+}
+
 /* The pair at `index` of `statements` as rows and columns, or 0 with no exception set. */
 static int statement(PyObject *statements, Py_ssize_t index, PyObject **rows, PyObject **columns)
 {
@@ -161,7 +186,12 @@ static int statement_fits(PyObject *rows, PyObject *columns)
             return 0;
     for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
         PyObject *row = PyList_GET_ITEM(rows, r);
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != width)
+        if (PyDict_CheckExact(row)) {
+            int fits = dict_fits(row, columns, width);
+            if (fits <= 0)
+                return fits;
+        }
+        else if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != width)
             return 0;
     }
     return 1;
@@ -174,7 +204,12 @@ static PyObject *fits(PyObject *module, PyObject *statements)
         Py_RETURN_FALSE;
     for (Py_ssize_t s = 0; s < PyList_GET_SIZE(statements); s++) {
         PyObject *rows, *columns;
-        if (!statement(statements, s, &rows, &columns) || !statement_fits(rows, columns))
+        if (!statement(statements, s, &rows, &columns))
+            Py_RETURN_FALSE;
+        int fit = statement_fits(rows, columns);
+        if (fit < 0)
+            return NULL;
+        if (!fit)
             Py_RETURN_FALSE;
     }
     Py_RETURN_TRUE;
@@ -229,6 +264,26 @@ static int write_statement(out_t *out, PyObject *rows, PyObject *columns, const 
     start[count] = names.size;
     for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
         PyObject *row = PyList_GET_ITEM(rows, r);
+        if (PyDict_CheckExact(row)) {
+            if (count != width || dict_fits(row, columns, width) != 1) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "a row's keys are not its columns");
+                goto done;
+            }
+            if (put(out, map_types, 2) < 0 || put_i32(out, count) < 0)
+                goto done;
+            Py_ssize_t at = 0, k = 0;
+            PyObject *key, *value;
+            while (PyDict_Next(row, &at, &key, &value)) {
+                if (put(out, names.data + start[k], start[k + 1] - start[k]) < 0 ||
+                    put_str(out, value) < 0)
+                    goto done;
+                k++;
+            }
+            if (out->size >= out->chunk && flush(out) < 0)
+                goto done;
+            continue;
+        }
         if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != width) {
             PyErr_SetString(PyExc_ValueError, "a result row is not as wide as its columns");
             goto done;
@@ -308,7 +363,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_answerfast", "The core's query answer encoded from result tuples.",
+    PyModuleDef_HEAD_INIT, "_answerfast", "Large Thrift replies encoded from their rows in pieces.",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
