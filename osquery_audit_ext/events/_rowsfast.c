@@ -352,9 +352,58 @@ static int wanted_flags(PyObject *wanted, long *flags)
     return 0;
 }
 
+/* The last value of one column and its cell: rows of a scan often repeat a value (the same
+ * second's uptime, one process's pid, one peer's address), and the cell of an int or str is
+ * immutable, so the row before's object serves again instead of a new one made and freed. */
+typedef struct {
+    long long key;
+    PyObject *cell; /* NULL: nothing yet */
+} memo_t;
+
+/* The cell of the number v in the query's form (in_form), from the memo when v repeats. */
+static PyObject *memo_number(memo_t *m, long long v, const form_t *f)
+{
+    if (m->cell == NULL || m->key != v) {
+        PyObject *cell = in_form(f, PyLong_FromLongLong(v));
+        if (cell == NULL)
+            return NULL;
+        Py_XSETREF(m->cell, cell);
+        m->key = v;
+    }
+    return new_ref(m->cell);
+}
+
+/* int_of(s) in the query's form, from the memo when it repeats. */
+static PyObject *memo_int_of(memo_t *m, span s, const form_t *f)
+{
+    if (s.n > 18)
+        return in_form(f, int_of(s));
+    long long value = 0;
+    int negative = s.n && s.p[0] == '-';
+    for (Py_ssize_t i = negative; i < s.n; i++)
+        value = value * 10 + (s.p[i] - '0');
+    return memo_number(m, negative ? -value : value, f);
+}
+
+/* A scan's memos (memo_t): uptime, pid, the peer's port, and its dotted IPv4 text by the 8
+ * hex digits it was read from. */
+typedef struct {
+    memo_t uptime, pid, port;
+    char ip_hex[8];
+    PyObject *ip;
+} memos_t;
+
+static void memos_clear(memos_t *m)
+{
+    Py_CLEAR(m->uptime.cell);
+    Py_CLEAR(m->pid.cell);
+    Py_CLEAR(m->port.cell);
+    Py_CLEAR(m->ip);
+}
+
 /* rows.py's _times_setter: time, uptime, time_ms and serial from the run's stamps. */
 static int put_times(PyObject *row, const run_t *r, Py_ssize_t index, long flags,
-                     const form_t *f)
+                     const form_t *f, memo_t *uptime_memo)
 {
     if (!(flags & (W_TIME | W_UPTIME | W_TIME_MS | W_SERIAL)))
         return 0;
@@ -380,7 +429,13 @@ static int put_times(PyObject *row, const run_t *r, Py_ssize_t index, long flags
             PyObject *value;
             if (uptime > -1.0 && uptime < 9.0e18) {
                 long long whole = (long long)uptime; /* truncation, as int() */
-                value = whole >= 0 ? PyLong_FromLongLong(whole) : new_ref(Py_None);
+                if (whole >= 0) {
+                    value = memo_number(uptime_memo, whole, f);
+                    if (value == NULL || put(row, s_uptime, value) < 0)
+                        return -1;
+                    goto uptime_done;
+                }
+                value = new_ref(Py_None);
             }
             else if (uptime <= -1.0)
                 value = new_ref(Py_None);
@@ -392,6 +447,7 @@ static int put_times(PyObject *row, const run_t *r, Py_ssize_t index, long flags
             if (put(row, s_uptime, in_form(f, value)) < 0)
                 return -1;
         }
+    uptime_done:
         if (flags & W_TIME_MS) {
             PyObject *value;
             if (s > -9000000000000000LL && s < 9000000000000000LL &&
@@ -759,6 +815,7 @@ static PyObject *process_run(PyObject *module, PyObject *const *args, Py_ssize_t
     if (open_call("process_run", args, nargs, &r, &q) < 0)
         return NULL;
     PyObject *rows = args[2];
+    memos_t memo = {0};
     const form_t *f = &q.form;
     long flags = q.flags;
     int with_args = (flags & (W_CMDLINE | W_ARGV | W_CMDLINE_SIZE | W_OVERFLOWS)) != 0;
@@ -888,7 +945,7 @@ static PyObject *process_run(PyObject *module, PyObject *const *args, Py_ssize_t
         }
         int failed = 0;
         if (flags & W_PID)
-            failed |= put(row, s_pid, in_form(f, int_of(h.pid)));
+            failed |= put(row, s_pid, memo_int_of(&memo.pid, h.pid, f));
         if (cmdline != NULL) {
             if (flags & W_CMDLINE)
                 failed |= put(row, s_cmdline, new_ref(cmdline));
@@ -901,16 +958,19 @@ static PyObject *process_run(PyObject *module, PyObject *const *args, Py_ssize_t
         }
         if (flags & W_PARENT)
             failed |= put(row, s_parent, in_form(f, int_of(h.ppid)));
-        if (failed || put_times(row, &r, index, flags, f) < 0 || PyList_Append(rows, row) < 0) {
+        if (failed || put_times(row, &r, index, flags, f, &memo.uptime) < 0 ||
+            PyList_Append(rows, row) < 0) {
             Py_DECREF(row);
             goto error;
         }
         Py_DECREF(row);
     }
     Py_XDECREF(shape);
+    memos_clear(&memo);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(shape);
+    memos_clear(&memo);
     return NULL;
 }
 
@@ -956,6 +1016,8 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (open_call("socket_run", args, nargs, &r, &q) < 0)
         return NULL;
     PyObject *rows = args[2];
+    memos_t memo = {0};
+    const form_t plain = {0}; /* no text form: the port is formed below with the family */
     const form_t *f = &q.form;
     long flags = q.flags;
     int with_sockaddr = (flags & (W_FAMILY | W_SOCKET | W_LOCAL_ADDRESS | W_LOCAL_PORT |
@@ -967,21 +1029,21 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyObject *index_obj = PyList_GET_ITEM(r.indices, n);
         Py_ssize_t index = PyLong_AsSsize_t(index_obj);
         if (index == -1 && PyErr_Occurred())
-            return NULL;
+            goto error;
         if (index < 0 || index >= PyList_GET_SIZE(r.types)) {
             PyErr_SetString(PyExc_IndexError, "list index out of range");
-            return NULL;
+            goto error;
         }
         PyObject *types = PyList_GET_ITEM(r.types, index);
         if (types != last_types) {
             last_types = types;
             PyObject *at = PyObject_CallOneArg(q.shape_of, types);
             if (at == NULL)
-                return NULL;
+                goto error;
             sockaddr_at = PyLong_AsSsize_t(at);
             Py_DECREF(at);
             if (sockaddr_at == -1 && PyErr_Occurred())
-                return NULL;
+                goto error;
         }
         Py_ssize_t first = 0, start = 0, stop = 0;
         head_t h = {0};
@@ -1001,7 +1063,7 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
                 span parts[5] = {h.arch, h.nr, h.success, h.exit_, {r.d + h.end, stop - h.end}};
                 PyObject *key = view_key(parts, 5);
                 if (key == NULL)
-                    return NULL;
+                    goto error;
                 PyObject *found = PyDict_GetItemWithError(q.cache, key);
                 if (found == NULL && !PyErr_Occurred()) {
                     PyObject *call = Py_BuildValue("(y#y#y#y#y#)", parts[0].p, parts[0].n,
@@ -1015,11 +1077,11 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
                 }
                 Py_DECREF(key);
                 if (found == NULL)
-                    return NULL;
+                    goto error;
                 if (found != Py_None) {
                     if (!PyTuple_Check(found) || PyTuple_GET_SIZE(found) != 2) {
                         PyErr_SetString(PyExc_TypeError, "view_of gives (view, is_bind)");
-                        return NULL;
+                        goto error;
                     }
                     view = PyTuple_GET_ITEM(found, 0);
                     is_bind = PyObject_IsTrue(PyTuple_GET_ITEM(found, 1));
@@ -1028,12 +1090,12 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
         }
         if (view == NULL) {
             if (append_slow(rows, q.slow, &r, index_obj) < 0)
-                return NULL;
+                goto error;
             continue;
         }
         PyObject *row = PyDict_Copy(view);
         if (row == NULL)
-            return NULL;
+            goto error;
         int failed = 0;
         if (with_sockaddr) {
             PyObject *family, *ip, *port, *path;
@@ -1043,16 +1105,24 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
                 for (int k = 4; k < 8; k++)
                     number = (number << 4) | hex_value(x[k]);
                 family = PyLong_FromLong(2);
-                port = PyLong_FromLong(number);
-                char dotted[16];
-                int length = 0;
-                for (int k = 8; k < 16; k += 2) { /* inet_ntoa */
-                    if (k > 8)
-                        dotted[length++] = '.';
-                    length += decimal((unsigned)(hex_value(x[k]) * 16 + hex_value(x[k + 1])),
-                                      dotted + length);
+                port = memo_number(&memo.port, number, &plain);
+                if (memo.ip != NULL && memcmp(memo.ip_hex, x + 8, 8) == 0)
+                    ip = new_ref(memo.ip);
+                else {
+                    char dotted[16];
+                    int length = 0;
+                    for (int k = 8; k < 16; k += 2) { /* inet_ntoa */
+                        if (k > 8)
+                            dotted[length++] = '.';
+                        length += decimal(
+                            (unsigned)(hex_value(x[k]) * 16 + hex_value(x[k + 1])), dotted + length);
+                    }
+                    ip = ascii_text(dotted, length);
+                    if (ip != NULL) {
+                        Py_XSETREF(memo.ip, new_ref(ip));
+                        memcpy(memo.ip_hex, x + 8, 8);
+                    }
                 }
-                ip = ascii_text(dotted, length);
                 path = new_ref(Py_None);
             }
             else {
@@ -1062,7 +1132,7 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
                 if (got == NULL || !PyArg_ParseTuple(got, "OOOO", &family, &ip, &port, &path)) {
                     Py_XDECREF(got);
                     Py_DECREF(row);
-                    return NULL;
+                    goto error;
                 }
                 Py_INCREF(family);
                 Py_INCREF(ip);
@@ -1088,7 +1158,7 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
                 Py_XDECREF(ip);
                 Py_XDECREF(path);
                 Py_DECREF(row);
-                return NULL;
+                goto error;
             }
             if (flags & W_FAMILY)
                 failed |= put(row, s_family, new_ref(family));
@@ -1105,17 +1175,20 @@ static PyObject *socket_run(PyObject *module, PyObject *const *args, Py_ssize_t 
             Py_DECREF(path);
         }
         if (flags & W_PID)
-            failed |= put(row, s_pid, in_form(f, int_of(h.pid)));
+            failed |= put(row, s_pid, memo_int_of(&memo.pid, h.pid, f));
         if (flags & W_FD)
             failed |= put(row, s_fd, hex_decimal_text(h.a0));
-        if (failed || put_times(row, &r, index, flags, f) < 0 || PyList_Append(rows, row) < 0) {
+        if (failed || put_times(row, &r, index, flags, f, &memo.uptime) < 0 ||
+            PyList_Append(rows, row) < 0) {
             Py_DECREF(row);
-            return NULL;
+            goto error;
         }
         Py_DECREF(row);
     }
+    memos_clear(&memo);
     Py_RETURN_NONE;
 error:
+    memos_clear(&memo);
     return NULL;
 }
 
