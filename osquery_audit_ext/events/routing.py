@@ -289,8 +289,12 @@ class EventRouter:
         written: dict[str, list[Entry]] | None = None if self.journals is None else {}
         # Each table's new entries, appended at the end in one go (the rings are separate:
         # the eids are those one append each would give).
-        if _ingestfast is not None and not self.other_rings:
+        if _ingestfast is not None and not self._mac_rings and self._file_ring is None:
             process, process_events, sockets, socket_events = _ingestfast.split(self, events)
+            if self._user_ring is not None:  # user messages come alone and give no other row
+                for event in events:
+                    if len(event.types) == 1 and is_user_message(event.types[0]):
+                        self._route_other(event, False, written)
         else:
             process, process_events, sockets, socket_events = self.split_python(events, written)
         for table, ring, entries, routed in (
@@ -321,7 +325,8 @@ class EventRouter:
         """route's loop: the (time, pid, item) entries of the events that give a process
         row, those events, then the same for socket rows; each item added to its table's
         open block. The other tables' rows go to their rings here. Compiled
-        (events/_ingestfast.c's split) where it is built, for a router with no other tables.
+        (events/_ingestfast.c's split) where it is built, for a router whose other tables
+        are user_events alone (the default): route then gives the user messages their rows.
         """
         classify, other = self.classify, self.other_rings
         process_block, socket_block = self._blocks[PROCESS_EVENTS], self._blocks[SOCKET_EVENTS]

@@ -26,6 +26,7 @@ from osquery_audit_ext.events.routing import (
     unpack_payloads,
 )
 from osquery_audit_ext.events.rows import process_row, socket_row
+from osquery_audit_ext.events.user_rows import USER_EVENTS
 
 BOOT = 1699990000.5
 OUR_KEY = "oae-test"
@@ -360,3 +361,50 @@ def test_route_equals_its_python_loop(events: list[Event], drop_unix: bool) -> N
         blobs = [item[0].blob for *_, item in got]
         assert blobs == [item[0].blob for *_, item in want]
     assert block_state(fast) == block_state(careful)
+
+
+def _user_message(serial: int, text: str) -> Event:
+    payload = (
+        f"audit(1700000000.{serial % 1000:03d}:{serial}): pid=7 uid=0 auid=1000 ses=3 msg='{text}'"
+    )
+    return Event((1112,), [payload.encode()], True, (1700000000, serial % 1000, serial))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            syscall_events(),
+            st.builds(
+                _user_message, st.integers(1, 10**6), st.sampled_from(["op=login res=success", "x"])
+            ),
+        ),
+        max_size=BLOCK_ITEMS + 9,
+    )
+)
+def test_route_with_user_events_equals_its_python_loop(events: list[Event]) -> None:
+    """With the user_events ring on (the default), route's loop (compiled where built) and
+    its user messages give the rings and the journal's entries split_python gives."""
+
+    def with_users() -> EventRouter:
+        return EventRouter(
+            EventRing(1000, 0),
+            EventRing(1000, 0),
+            BOOT,
+            drop_unix_key=OUR_KEY,
+            other_rings={USER_EVENTS: EventRing(1000, 0)},
+        )
+
+    fast, careful = with_users(), with_users()
+    fast.route(events)
+    written: dict = {}
+    process, _pe, sockets, _se = careful.split_python(events, written)
+    careful.process_ring.append_many(process)
+    careful.socket_ring.append_many(sockets)
+    for table in (PROCESS_EVENTS, SOCKET_EVENTS, USER_EVENTS):
+        got, want = fast.rings()[table].query(), careful.rings()[table].query()
+        assert [e[:3] for e in got] == [e[:3] for e in want]
+        assert [stored_event(e[3]).payloads for e in got] == [
+            stored_event(e[3]).payloads for e in want
+        ]
+    assert len(fast.rings()[USER_EVENTS]) == sum(1 for e in events if e.types == (1112,))
