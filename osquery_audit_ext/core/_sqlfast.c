@@ -424,45 +424,7 @@ fail:
     return NULL;
 }
 
-/* ExtensionResponse as (status, rows, rowids); a field given twice: the last one. */
-static PyObject *read_response(stream_t *in, plan_t *plan, int depth)
-{
-    PyObject *status = Py_None, *rows = Py_None, *rowids = Py_None, *out = NULL;
-    Py_INCREF(Py_None);
-    Py_INCREF(Py_None);
-    Py_INCREF(Py_None);
-    int type, id;
-    for (;;) {
-        if (read_field(in, &type, &id) < 0)
-            goto done;
-        if (type == TT_STOP)
-            break;
-        if (id == 1 && type == TT_STRUCT) {
-            PyObject *value = read_status(in, depth + 1);
-            if (value == NULL)
-                goto done;
-            Py_SETREF(status, value);
-        }
-        else if (id == 2 && type == TT_LIST) {
-            PyObject *pair = read_rows(in, plan);
-            if (pair == NULL)
-                goto done;
-            Py_INCREF(PyTuple_GET_ITEM(pair, 0));
-            Py_INCREF(PyTuple_GET_ITEM(pair, 1));
-            Py_SETREF(rows, PyTuple_GET_ITEM(pair, 0));
-            Py_SETREF(rowids, PyTuple_GET_ITEM(pair, 1));
-            Py_DECREF(pair);
-        }
-        else if (skip(in, type, depth + 1) < 0)
-            goto done;
-    }
-    out = PyTuple_Pack(3, status, rows, rowids);
-done:
-    Py_DECREF(status);
-    Py_DECREF(rows);
-    Py_DECREF(rowids);
-    return out;
-}
+static PyObject *read_plan_rows(stream_t *in, void *plan) { return read_rows(in, plan); }
 
 static PyObject *reply_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -474,28 +436,19 @@ static PyObject *reply_rows(PyObject *module, PyObject *const *args, Py_ssize_t 
     stream_t in = {args[1], PyLong_FromLong(READ_CHUNK), NULL, 0, 0, 0};
     plan_t plan = {read_plan(args[0]), PyList_GET_SIZE(args[0]), NULL, NULL, 0, 0, NULL, 0};
     PyObject *out = NULL;
-    int type, id;
     if (in.chunk_size == NULL || plan.columns == NULL || build_targets(&plan) < 0)
         goto done;
-    Py_INCREF(Py_None);
-    out = Py_None; /* no success field: the caller's "unknown result" */
-    for (;;) { /* call_result: field 0 is the ExtensionResponse */
-        if (read_field(&in, &type, &id) < 0)
-            goto fail;
-        if (type == TT_STOP)
-            break;
-        if (id == 0 && type == TT_STRUCT) {
-            PyObject *response = read_response(&in, &plan, 1);
-            if (response == NULL)
-                goto fail;
-            Py_SETREF(out, response);
-        }
-        else if (skip(&in, type, 1) < 0)
-            goto fail;
+    PyObject *result = read_result(&in, read_plan_rows, &plan);
+    if (result == NULL || result == Py_None) {
+        out = result;
+        goto done;
     }
-    goto done;
-fail:
-    Py_CLEAR(out);
+    /* (status, (rows, rowids) or None) -> (status, rows, rowids) */
+    PyObject *status = PyTuple_GET_ITEM(result, 0), *pair = PyTuple_GET_ITEM(result, 1);
+    out = pair == Py_None ? PyTuple_Pack(3, status, Py_None, Py_None)
+                          : PyTuple_Pack(3, status, PyTuple_GET_ITEM(pair, 0),
+                                         PyTuple_GET_ITEM(pair, 1));
+    Py_DECREF(result);
 done:
     Py_XDECREF(in.chunk_size);
     PyMem_Free(in.buf);

@@ -14,19 +14,15 @@ its columns), the answer goes the generated way, with dicts.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from thrift.Thrift import TApplicationException, TMessageType
-from thrift.transport import TTransport
+from thrift.Thrift import TMessageType
 
 from ..sdk import answer as reply
 from ..sdk.osquery_thrift import ExtensionManager
 from ..sdk.osquery_thrift.ExtensionManager import query_args, query_result
 from ..sdk.plugin import ok_status
 from .sql import Statements
-
-log = logging.getLogger(__name__)
 
 streams = reply.streams  # whether write_answer can write on a protocol
 
@@ -70,22 +66,16 @@ class QueryProcessor(ExtensionManager.Processor):
         args = query_args()
         args.read(iprot)
         iprot.readMessageEnd()
-        try:
+
+        def answered() -> Any:
             answer = self._handler.query_answer(args.sql)
             if isinstance(answer, Statements) and not fits(answer):
-                answer = self._handler.respond(answer)
-            msg_type = TMessageType.REPLY
-        except TTransport.TTransportException:
-            raise
-        except Exception:  # as the generated process_query answers a handler's exception
-            log.exception("Unexpected exception in handler")
-            answer = TApplicationException(TApplicationException.INTERNAL_ERROR, "Internal error")
-            msg_type = TMessageType.EXCEPTION
+                return self._handler.respond(answer)
+            return answer
+
+        answer, msg_type = reply.handler_answer(answered)
         if isinstance(answer, Statements):
-            write_answer(oprot, seqid, answer)  # outside the try: once begun, it must not
-            return  # be followed by an exception reply in the same stream
+            write_answer(oprot, seqid, answer)  # outside handler_answer: once begun, it must
+            return  # not be followed by an exception reply in the same stream
         result = answer if msg_type == TMessageType.EXCEPTION else query_result(success=answer)
-        oprot.writeMessageBegin("query", msg_type, seqid)
-        result.write(oprot)
-        oprot.writeMessageEnd()
-        oprot.trans.flush()
+        reply.write_reply(oprot, "query", seqid, msg_type, result)

@@ -183,38 +183,7 @@ static PyObject *read_rows(stream_t *in, rows_t *r)
     return rows;
 }
 
-/* ExtensionResponse as (status, rows); a field given twice: the last one. */
-static PyObject *read_response(stream_t *in, rows_t *r, int depth)
-{
-    PyObject *status = Py_None, *rows = Py_None, *out = NULL;
-    Py_INCREF(Py_None);
-    Py_INCREF(Py_None);
-    int type, id;
-    for (;;) {
-        PyObject *value = NULL;
-        if (read_field(in, &type, &id) < 0)
-            goto done;
-        if (type == TT_STOP)
-            break;
-        if (id == 1 && type == TT_STRUCT) {
-            if ((value = read_status(in, depth + 1)) == NULL)
-                goto done;
-            Py_SETREF(status, value);
-        }
-        else if (id == 2 && type == TT_LIST) {
-            if ((value = read_rows(in, r)) == NULL)
-                goto done;
-            Py_SETREF(rows, value);
-        }
-        else if (skip(in, type, depth + 1) < 0)
-            goto done;
-    }
-    out = PyTuple_Pack(2, status, rows);
-done:
-    Py_DECREF(status);
-    Py_DECREF(rows);
-    return out;
-}
+static PyObject *read_dict_rows(stream_t *in, void *rows) { return read_rows(in, rows); }
 
 static PyObject *text_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -225,30 +194,7 @@ static PyObject *text_reply(PyObject *module, PyObject *const *args, Py_ssize_t 
     }
     stream_t in = {args[0], PyLong_FromLong(READ_CHUNK), NULL, 0, 0, 0};
     rows_t r = {args[1], NULL, NULL, 0, NULL, 0, NULL, 0, NULL, 0};
-    PyObject *out = NULL;
-    int type, id;
-    if (in.chunk_size == NULL)
-        goto done;
-    Py_INCREF(Py_None);
-    out = Py_None; /* no success field: the caller's "unknown result" */
-    for (;;) { /* query_result: field 0 is the ExtensionResponse */
-        if (read_field(&in, &type, &id) < 0)
-            goto fail;
-        if (type == TT_STOP)
-            break;
-        if (id == 0 && type == TT_STRUCT) {
-            PyObject *response = read_response(&in, &r, 1);
-            if (response == NULL)
-                goto fail;
-            Py_SETREF(out, response);
-        }
-        else if (skip(&in, type, 1) < 0)
-            goto fail;
-    }
-    goto done;
-fail:
-    Py_CLEAR(out);
-done:
+    PyObject *out = in.chunk_size == NULL ? NULL : read_result(&in, read_dict_rows, &r);
     Py_XDECREF(in.chunk_size);
     PyMem_Free(in.buf);
     clear_keys(r.last, r.nlast);

@@ -259,4 +259,70 @@ fail:
     return NULL;
 }
 
+
+/* What reads an ExtensionResponse's rows (field 2, a list), given the reader's state. */
+typedef PyObject *(*rows_reader_t)(stream_t *in, void *state);
+
+/* ExtensionResponse as (status, rows): status read_status's, rows what read_rows gives of
+ * field 2; each None when absent; a field given twice: the last one. */
+static inline PyObject *read_response(stream_t *in, rows_reader_t read_rows, void *state,
+                                      int depth)
+{
+    PyObject *status = Py_None, *rows = Py_None, *out = NULL;
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    int type, id;
+    for (;;) {
+        PyObject *value = NULL;
+        if (read_field(in, &type, &id) < 0)
+            goto done;
+        if (type == TT_STOP)
+            break;
+        if (id == 1 && type == TT_STRUCT) {
+            if ((value = read_status(in, depth + 1)) == NULL)
+                goto done;
+            Py_SETREF(status, value);
+        }
+        else if (id == 2 && type == TT_LIST) {
+            if ((value = read_rows(in, state)) == NULL)
+                goto done;
+            Py_SETREF(rows, value);
+        }
+        else if (skip(in, type, depth + 1) < 0)
+            goto done;
+    }
+    out = PyTuple_Pack(2, status, rows);
+done:
+    Py_DECREF(status);
+    Py_DECREF(rows);
+    return out;
+}
+
+/* A call's result struct (the reply after its message header, as the generated client's
+ * recv reads it): read_response of field 0 (success), None when the reply has no result;
+ * every other field skipped. */
+static inline PyObject *read_result(stream_t *in, rows_reader_t read_rows, void *state)
+{
+    PyObject *out = Py_None; /* no success field: the caller's "unknown result" */
+    Py_INCREF(Py_None);
+    int type, id;
+    for (;;) {
+        if (read_field(in, &type, &id) < 0)
+            goto fail;
+        if (type == TT_STOP)
+            return out;
+        if (id == 0 && type == TT_STRUCT) {
+            PyObject *response = read_response(in, read_rows, state, 1);
+            if (response == NULL)
+                goto fail;
+            Py_SETREF(out, response);
+        }
+        else if (skip(in, type, 1) < 0)
+            goto fail;
+    }
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 #endif

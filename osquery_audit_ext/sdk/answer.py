@@ -124,6 +124,31 @@ def dict_parts(rows: list) -> list[tuple[list, list[str]]]:
     return [(rows, list(rows[0]) if rows and rows[0].__class__ is dict else [])]
 
 
+def handler_answer(call: Callable[[], Any]) -> tuple[Any, int]:
+    """call()'s answer and its message type, as a generated process_<method> takes its
+    handler's: a TApplicationException, or any other exception (logged, "Internal error"),
+    is the EXCEPTION reply; a transport error ends the connection."""
+    try:
+        return call(), TMessageType.REPLY
+    except TTransport.TTransportException:
+        raise
+    except TApplicationException as exc:
+        log.exception("TApplication exception in handler")
+        return exc, TMessageType.EXCEPTION
+    except Exception:
+        log.exception("Unexpected exception in handler")
+        error = TApplicationException(TApplicationException.INTERNAL_ERROR, "Internal error")
+        return error, TMessageType.EXCEPTION
+
+
+def write_reply(oprot: Any, method: str, seqid: int, msg_type: int, result: Any) -> None:
+    """A whole reply, as a generated process_<method> writes it."""
+    oprot.writeMessageBegin(method, msg_type, seqid)
+    result.write(oprot)
+    oprot.writeMessageEnd()
+    oprot.trans.flush()
+
+
 class CallProcessor(Extension.Processor):
     """The Extension Processor, with a `call`'s reply holding rows (a generate) written by
     write_rows_reply where it can; every other method is the generated one."""
@@ -139,25 +164,13 @@ class CallProcessor(Extension.Processor):
         args = call_args()
         args.read(iprot)
         iprot.readMessageEnd()
-        try:
-            response = self._handler.call(args.registry, args.item, args.request)
-            msg_type = TMessageType.REPLY
-        except TTransport.TTransportException:
-            raise
-        except TApplicationException as exc:  # each as the generated process_call answers it
-            log.exception("TApplication exception in handler")
-            response, msg_type = exc, TMessageType.EXCEPTION
-        except Exception:
-            log.exception("Unexpected exception in handler")
-            response = TApplicationException(TApplicationException.INTERNAL_ERROR, "Internal error")
-            msg_type = TMessageType.EXCEPTION
+        response, msg_type = handler_answer(
+            lambda: self._handler.call(args.registry, args.item, args.request)
+        )
         if isinstance(response, ExtensionResponse) and response.status is not None:
             parts = dict_parts(response.response or [])
             if response.response and fits(parts):
                 write_rows_reply(oprot, "call", call_result, seqid, response.status, parts)
                 return
         result = response if msg_type == TMessageType.EXCEPTION else call_result(success=response)
-        oprot.writeMessageBegin("call", msg_type, seqid)
-        result.write(oprot)
-        oprot.writeMessageEnd()
-        oprot.trans.flush()
+        write_reply(oprot, "call", seqid, msg_type, result)

@@ -9,17 +9,24 @@ import math
 
 import pytest
 from helpers import accel
-from helpers.thrift_replies import STATUS, TEXTS, UNKNOWN_FIELDS, VALUES, Chunks, raw_reply
+from helpers.thrift_replies import (
+    STATUS,
+    TEXTS,
+    UNKNOWN_FIELDS,
+    VALUES,
+    Chunks,
+    raw_reply,
+    thrift_reply,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.Thrift import TType
 from thrift.transport.TTransport import TMemoryBuffer
 
 from osquery_audit_ext.core import sql as sql_module
 from osquery_audit_ext.core.tabledef import TableDef
 from osquery_audit_ext.sdk.osquery_thrift.Extension import call_result
-from osquery_audit_ext.sdk.osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
 from osquery_audit_ext.sdk.transport import accelerated
 
 
@@ -111,17 +118,7 @@ def test_what_thrift_writes_reads_as_fastbinary_then_converted(
 ) -> None:
     """ExtensionResponses as both of thrift's encoders write them (one key order per row,
     as extensions send them; keys missing, unknown, "rowid")."""
-    code, message, uuid = status or (None, None, None)
-    response = ExtensionResponse(
-        None
-        if status is None
-        else ExtensionStatus(code, None if message is None else message.decode("latin-1"), uuid),
-        rows,
-    )
-    buffer = TMemoryBuffer()
-    protocol = TBinaryProtocolAccelerated(buffer) if fast else TBinaryProtocol(buffer)
-    call_result(success=response).write(protocol)
-    reply = buffer.getvalue()
+    reply = thrift_reply(call_result, status, rows, fast)
     _same(
         _decoded(DEFINITION, reply, used, sizes, b"\x00trailing"),
         _expected(DEFINITION, reply, used),

@@ -144,3 +144,24 @@ class Chunks:
         chunk = self.data[self.position : self.position + size]
         self.position += len(chunk)
         return chunk
+
+
+def thrift_reply(result: type, status: tuple | None, rows: list | None, fast: bool) -> bytes:
+    """A result struct (call_result, query_result) holding ExtensionResponse(status, rows) as
+    thrift writes it: by fastbinary (fast) or by its pure-Python protocol. status: (code,
+    message bytes read as latin-1, uuid) or None."""
+    from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+
+    from osquery_audit_ext.sdk.osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
+
+    code, message, uuid = status or (None, None, None)
+    response = ExtensionResponse(
+        None
+        if status is None
+        else ExtensionStatus(code, None if message is None else message.decode("latin-1"), uuid),
+        rows,
+    )
+    buffer = TMemoryBuffer()
+    protocol = TBinaryProtocolAccelerated(buffer) if fast else TBinaryProtocol(buffer)
+    result(success=response).write(protocol)
+    return buffer.getvalue()

@@ -10,16 +10,23 @@ import sys
 
 import pytest
 from helpers import accel
-from helpers.thrift_replies import STATUS, TEXTS, UNKNOWN_FIELDS, VALUES, Chunks, raw_reply
+from helpers.thrift_replies import (
+    STATUS,
+    TEXTS,
+    UNKNOWN_FIELDS,
+    VALUES,
+    Chunks,
+    raw_reply,
+    thrift_reply,
+)
 from hypothesis import given
 from hypothesis import strategies as st
-from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TTransport import TMemoryBuffer
 
 from osquery_audit_ext.keysharing import key_sharing_view
 from osquery_audit_ext.sdk import client as client_module
 from osquery_audit_ext.sdk.osquery_thrift.ExtensionManager import query_result
-from osquery_audit_ext.sdk.osquery_thrift.ttypes import ExtensionResponse, ExtensionStatus
 from osquery_audit_ext.sdk.transport import accelerated
 
 
@@ -75,17 +82,7 @@ _SIZES = st.lists(st.integers(1, 64), min_size=1, max_size=5) | st.just([1 << 20
     st.booleans(),
 )
 def test_what_thrift_writes_reads_as_fastbinary_reads_it(rows, status, sizes, fast) -> None:
-    code, message, uuid = status or (None, None, None)
-    response = ExtensionResponse(
-        None
-        if status is None
-        else ExtensionStatus(code, None if message is None else message.decode("latin-1"), uuid),
-        rows,
-    )
-    buffer = TMemoryBuffer()
-    protocol = TBinaryProtocolAccelerated(buffer) if fast else TBinaryProtocol(buffer)
-    query_result(success=response).write(protocol)
-    reply = buffer.getvalue()
+    reply = thrift_reply(query_result, status, rows, fast)
     _same(_decoded(reply, sizes), _expected(reply))
 
 
