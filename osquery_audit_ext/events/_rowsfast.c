@@ -215,16 +215,25 @@ static span slice_of(const run_t *r, Py_ssize_t start, Py_ssize_t stop)
 static PyObject *bytes_of(span s) { return PyBytes_FromStringAndSize(s.p, s.n); }
 
 /* int(digits) for a run of decimal digits, optionally signed. */
+/* A decimal of at most 18 characters (-?[0-9]+, checked by the caller) as a long long: 1
+ * and *out set, or 0 for a longer one (int_of then reads it as a Python int). */
+static int short_decimal(span s, long long *out)
+{
+    if (s.n > 18)
+        return 0;
+    long long value = 0;
+    int negative = s.n && s.p[0] == '-';
+    for (Py_ssize_t i = negative; i < s.n; i++)
+        value = value * 10 + (s.p[i] - '0');
+    *out = negative ? -value : value;
+    return 1;
+}
+
 static PyObject *int_of(span s)
 {
-    if (s.n <= 18) {
-        long long value = 0;
-        Py_ssize_t i = 0;
-        int negative = s.n && s.p[0] == '-';
-        for (i = negative; i < s.n; i++)
-            value = value * 10 + (s.p[i] - '0');
-        return PyLong_FromLongLong(negative ? -value : value);
-    }
+    long long number;
+    if (short_decimal(s, &number))
+        return PyLong_FromLongLong(number);
     PyObject *text = PyUnicode_FromStringAndSize(s.p, s.n);
     if (text == NULL)
         return NULL;
@@ -376,13 +385,8 @@ static PyObject *memo_number(memo_t *m, long long v, const form_t *f)
 /* int_of(s) in the query's form, from the memo when it repeats. */
 static PyObject *memo_int_of(memo_t *m, span s, const form_t *f)
 {
-    if (s.n > 18)
-        return in_form(f, int_of(s));
-    long long value = 0;
-    int negative = s.n && s.p[0] == '-';
-    for (Py_ssize_t i = negative; i < s.n; i++)
-        value = value * 10 + (s.p[i] - '0');
-    return memo_number(m, negative ? -value : value, f);
+    long long value;
+    return short_decimal(s, &value) ? memo_number(m, value, f) : in_form(f, int_of(s));
 }
 
 /* A scan's memos (memo_t): uptime, pid, the peer's port, and its dotted IPv4 text by the 8
@@ -429,25 +433,19 @@ static int put_times(PyObject *row, const run_t *r, Py_ssize_t index, long flags
             PyObject *value;
             if (uptime > -1.0 && uptime < 9.0e18) {
                 long long whole = (long long)uptime; /* truncation, as int() */
-                if (whole >= 0) {
-                    value = memo_number(uptime_memo, whole, f);
-                    if (value == NULL || put(row, s_uptime, value) < 0)
-                        return -1;
-                    goto uptime_done;
-                }
-                value = new_ref(Py_None);
+                value = whole >= 0 ? memo_number(uptime_memo, whole, f)
+                                   : in_form(f, new_ref(Py_None));
             }
             else if (uptime <= -1.0)
-                value = new_ref(Py_None);
+                value = in_form(f, new_ref(Py_None));
             else {
                 PyObject *real = PyFloat_FromDouble(uptime);
-                value = real == NULL ? NULL : PyNumber_Long(real);
+                value = in_form(f, real == NULL ? NULL : PyNumber_Long(real));
                 Py_XDECREF(real);
             }
-            if (put(row, s_uptime, in_form(f, value)) < 0)
+            if (put(row, s_uptime, value) < 0)
                 return -1;
         }
-    uptime_done:
         if (flags & W_TIME_MS) {
             PyObject *value;
             if (s > -9000000000000000LL && s < 9000000000000000LL &&

@@ -118,10 +118,13 @@ def write_rows_reply(
     trans.flush()
 
 
-def dict_parts(rows: list) -> list[tuple[list, list[str]]]:
-    """An ExtensionResponse's rows as write_rows_reply's one statement: keyed by the first
-    row's keys (fits() then checks every row holds those, in that order)."""
-    return [(rows, list(rows[0]) if rows and rows[0].__class__ is dict else [])]
+def dict_parts(rows: list) -> list[tuple[list, list[str]]] | None:
+    """An ExtensionResponse's rows as write_rows_reply's one statement, keyed by the first
+    row's keys (fits() then checks every row holds those, in that order); None unless every
+    row is a dict (what thrift would do with anything else is thrift's to do)."""
+    if not rows or set(map(type, rows)) != {dict}:
+        return None
+    return [(rows, list(rows[0]))]
 
 
 def handler_answer(call: Callable[[], Any]) -> tuple[Any, int]:
@@ -169,7 +172,7 @@ class CallProcessor(Extension.Processor):
         )
         if isinstance(response, ExtensionResponse) and response.status is not None:
             parts = dict_parts(response.response or [])
-            if response.response and fits(parts):
+            if parts is not None and fits(parts):
                 write_rows_reply(oprot, "call", call_result, seqid, response.status, parts)
                 return
         result = response if msg_type == TMessageType.EXCEPTION else call_result(success=response)

@@ -142,9 +142,13 @@ def socket_records(draw: st.DrawFn) -> list[tuple[int, str]]:
     saddr = draw(
         st.one_of(
             st.none(),
-            st.tuples(st.integers(0, 65535), st.binary(min_size=4, max_size=4)).map(
-                lambda t: sockaddr_hex(AF_INET, t[0].to_bytes(2, "big") + t[1] + bytes(8))
-            ),
+            # Peers alike but for their last bytes, one after another: a cell reused from
+            # the row before (_rowsfast's memos) must be that row's exactly.
+            st.tuples(
+                st.sampled_from([80, 443, 443 + 256]) | st.integers(0, 65535),
+                st.sampled_from([b"\x7f\0\0\x01", b"\x7f\0\0\x02", b"\x7f\0\x01\x01"])
+                | st.binary(min_size=4, max_size=4),
+            ).map(lambda t: sockaddr_hex(AF_INET, t[0].to_bytes(2, "big") + t[1] + bytes(8))),
             st.tuples(st.integers(0, 65535), st.binary(min_size=16, max_size=16)).map(
                 lambda t: sockaddr_hex(AF_INET6, t[0].to_bytes(2, "big") + bytes(4) + t[1])
             ),
@@ -254,6 +258,31 @@ def test_batched_rows_of_the_goldens(block_items: int) -> None:
         ring_blocks = {item[0] for *_, item in router.rings()[table].query()}
         assert any(b.open is None for b in ring_blocks) or block_items == blocks.BLOCK_ITEMS
         assert check_every_way(router, table, ["path", "pid", "cmdline", "remote_port"]) > 3
+
+
+def test_cells_reused_from_the_row_before_are_that_rows() -> None:
+    """Rows in a row that repeat a value (uptime, pid, a peer's port or address) reuse the
+    row before's cell (_rowsfast's memos): peers alike but for their last bytes, ports 256
+    apart, pids and seconds that change back and forth, each row still its own."""
+    peers = [b"\x7f\0\0\x01", b"\x7f\0\0\x02", b"\x7f\0\x01\x01", b"\x7f\0\0\x01"]
+    lines = []
+    for serial, (peer, port, pid, sec) in enumerate(
+        zip(peers * 3, [80, 336, 80, 80] * 3, [7, 7, 70, 7] * 3, [5, 5, 6, 5] * 3), start=1
+    ):
+        head = f"audit(16999999{sec:02d}.100:{serial}): "
+        syscall = (
+            f"arch=c000003e syscall=42 success=no exit=-111 a0=3 a1=7ffd a2=10 a3=0 items=0 "
+            f"ppid=1 pid={pid} auid=1000 uid=1000 gid=1 euid=1000 suid=1 fsuid=1 egid=1 sgid=1 "
+            f'fsgid=1 tty=(none) ses=1 comm="curl" exe="/usr/bin/curl" key="k"'
+        )
+        address = sockaddr_hex(AF_INET, port.to_bytes(2, "big") + peer + bytes(8))
+        lines += [
+            (1300, (head + syscall).encode()),
+            (1306, (head + f"saddr={address}").encode()),
+            (1320, head.encode()),
+        ]
+    router = routed(events_of(lines), blocks.BLOCK_ITEMS)
+    assert check_every_way(router, SOCKET_EVENTS, ["remote_address", "remote_port", "pid"]) == 12
 
 
 def test_items_not_in_blocks_are_built_too() -> None:

@@ -130,10 +130,11 @@ def test_other_answers_go_the_generated_way(implementation: str, answer: Any) ->
     assert _reply(rows_reply.CallProcessor, answer) == _reply(Extension.Processor, answer)
 
 
-def test_values_that_are_not_text_are_left_to_thrift(implementation: str) -> None:
-    """A None or int value: not the encoder's to write; thrift's own encoder fails on it
-    the same way on both processors."""
-    answer = ExtensionResponse(ok_status(), [{"a": None}])
+@pytest.mark.parametrize("rows", [[{"a": None}], [{"a": "1"}, ("1",)]])
+def test_rows_that_are_not_text_dicts_are_left_to_thrift(implementation: str, rows) -> None:
+    """A None value, a row that is no dict: not the encoder's to write; thrift's own encoder
+    fails on it the same way on both processors."""
+    answer = ExtensionResponse(ok_status(), rows)
     errors = []
     for processor in (rows_reply.CallProcessor, Extension.Processor):
         with pytest.raises(Exception) as caught:
@@ -141,3 +142,4 @@ def test_values_that_are_not_text_are_left_to_thrift(implementation: str) -> Non
         errors.append(type(caught.value))
     assert errors[0] is errors[1]
     assert not rows_reply.fits(rows_reply.dict_parts([{"a": 1}]))
+    assert rows_reply.dict_parts([{"a": "1"}, ("1",)]) is None
